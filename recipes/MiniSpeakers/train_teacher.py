@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Trains a speaker-embedding teacher and publishes it as a pretrained folder.
+
+    python train_teacher.py hparams/teacher_ecapa.yaml --data_folder=PATH
+
+Prepares the manifests and trial list, trains the model of the YAML with
+the AAM-softmax task loss, scores the trial list (cosine, EER, minDCF) and
+publishes the model in ``pretrained_folder`` as a folder that
+``EncoderClassifier.from_hparams(source=...)`` loads. ``train_kd.py`` takes
+that folder as its ``teacher_source``.
+"""
+
+import logging
+import os
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from mini_prepare import prepare_corpus
+
+from speechbrain_kd.brain import KDBrain
+from speechbrain_kd.data import dataio_prep
+from speechbrain_kd.recipe import (
+    check_num_classes,
+    label_encoder_from_csv,
+    publish,
+    verify,
+)
+
+logger = logging.getLogger(__name__)
+
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    sb.utils.distributed.run_on_main(
+        prepare_corpus, kwargs={"hparams": hparams}
+    )
+
+    label_encoder = label_encoder_from_csv(
+        hparams["train_csv"],
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+    )
+    check_num_classes(hparams, label_encoder, hparams["train_csv"])
+    datasets = dataio_prep(hparams, label_encoder)
+
+    brain = KDBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+    if sb.utils.distributed.if_main_process():
+        result = verify(brain.encode, datasets["test"], hparams, "teacher")
+        publish(
+            brain,
+            hparams_file,
+            overrides,
+            label_encoder,
+            datasets,
+            card={
+                "title": "ECAPA-TDNN teacher (speechbrain_kd)",
+                "method": "AAM softmax, no distillation",
+                "training data": hparams["train_csv"],
+                "EER (%)": f"{result['EER']:.2f}",
+                "minDCF": f"{result['minDCF']:.4f}",
+            },
+        )

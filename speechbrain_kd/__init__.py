@@ -1,0 +1,3 @@
+"""Knowledge distillation for speaker verification on SpeechBrain."""
+
+__version__ = "0.1.0"

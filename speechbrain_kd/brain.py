@@ -1,0 +1,280 @@
+"""``KDBrain``: a speaker-embedding Brain with an optional frozen teacher.
+
+Without a teacher (and without ``distill_terms``) it is a plain speaker
+classifier trainer, used for teachers and no-KD students. With a teacher,
+the loss is the task loss (e.g. AAM softmax) plus a weighted sum of the
+``distill_terms`` of the YAML::
+
+    distill_terms:
+        trkd:
+            fn: !name:speechbrain_kd.objectives.trkd.trkd_loss
+                T: 4.0
+            weight: 1.0
+
+Each ``fn`` receives, by name, whichever of these inputs its signature asks
+for (arguments already bound in the YAML are left alone):
+
+- ``student_logits``, ``teacher_logits``: ``[batch, classes]``;
+- ``targets``: ``[batch]`` class indices;
+- ``student_embedding``, ``teacher_embedding``: ``[batch, dim]``;
+- ``tau``: the current value of ``tau_schedule`` (updated every epoch).
+
+The modules this Brain expects (``modules`` of the YAML) are
+``compute_features``, ``mean_var_norm``, ``embedding_model`` and
+``classifier`` (a cosine classifier whose outputs times ``logit_scale`` are
+the student logits), as in SpeechBrain's speaker recipes.
+"""
+
+import functools
+import inspect
+import logging
+import numbers
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.metric_stats import MetricStats
+
+logger = logging.getLogger(__name__)
+
+INPUTS = (
+    "student_logits",
+    "teacher_logits",
+    "targets",
+    "student_embedding",
+    "teacher_embedding",
+    "tau",
+)
+
+
+class DistillTerm:
+    """One weighted distillation term: a loss function and its inputs.
+
+    Arguments
+    ---------
+    name : str
+        The key of the term in ``distill_terms`` (used in logs and errors).
+    fn : callable
+        A loss function taking some of ``INPUTS`` by name.
+    weight : float
+        Non-negative weight of the term in the total loss.
+
+    Example
+    -------
+    >>> from speechbrain_kd.objectives.kd import kd_loss
+    >>> term = DistillTerm("kd", functools.partial(kd_loss, T=2.0), 0.5)
+    >>> term.inputs
+    ['student_logits', 'teacher_logits']
+    """
+
+    def __init__(self, name, fn, weight=1.0):
+        if not callable(fn):
+            raise TypeError(
+                f"distill_terms[{name}][fn] must be callable (use !name:), "
+                f"got {fn!r}"
+            )
+        if (
+            not isinstance(weight, numbers.Real)
+            or weight < 0
+            or weight != weight
+        ):
+            raise ValueError(
+                f"distill_terms[{name}][weight] must be a number >= 0, "
+                f"got {weight!r}"
+            )
+        bound = fn.keywords if isinstance(fn, functools.partial) else {}
+        params = inspect.signature(fn).parameters
+        unknown = [
+            p.name
+            for p in params.values()
+            if p.default is inspect.Parameter.empty
+            and p.name not in INPUTS
+            and p.name not in bound
+        ]
+        if unknown:
+            raise ValueError(
+                f"distill_terms[{name}][fn] needs {unknown}, which the Brain "
+                f"does not provide (it provides {list(INPUTS)}); bind them "
+                "in the YAML"
+            )
+        self.name, self.fn, self.weight = name, fn, float(weight)
+        self.inputs = [p for p in params if p in INPUTS and p not in bound]
+
+    def __call__(self, available):
+        """The unweighted loss, given a dict of the available inputs."""
+        missing = [k for k in self.inputs if available.get(k) is None]
+        if missing:
+            raise ValueError(
+                f"distill_terms[{self.name}] needs {missing}, which this run "
+                "does not compute (no teacher, or no tau_schedule?)"
+            )
+        return self.fn(**{k: available[k] for k in self.inputs})
+
+
+def build_terms(spec):
+    """Builds ``DistillTerm`` objects from the ``distill_terms`` YAML entry.
+
+    Arguments
+    ---------
+    spec : dict or None
+        ``{name: {"fn": callable, "weight": float}}``.
+
+    Returns
+    -------
+    list of DistillTerm
+    """
+    if not spec:
+        return []
+    if not isinstance(spec, dict):
+        raise TypeError(f"distill_terms must be a mapping, got {type(spec)}")
+    terms = []
+    for name, entry in spec.items():
+        if not isinstance(entry, dict) or "fn" not in entry:
+            raise ValueError(
+                f"distill_terms[{name}] must be a mapping with 'fn' (and "
+                f"optionally 'weight'), got {entry!r}"
+            )
+        extra = set(entry) - {"fn", "weight"}
+        if extra:
+            raise ValueError(f"distill_terms[{name}] has unknown keys {extra}")
+        terms.append(DistillTerm(name, entry["fn"], entry.get("weight", 1.0)))
+    return terms
+
+
+class KDBrain(sb.Brain):
+    """Trains a speaker-embedding student, optionally from a frozen teacher.
+
+    Arguments
+    ---------
+    teacher : speechbrain_kd.teachers.FrozenTeacher, optional
+        The teacher; kept outside ``modules`` (not optimised, not wrapped in
+        DDP, never put in train mode).
+    *args, **kwargs
+        As ``speechbrain.Brain``.
+    """
+
+    def __init__(self, *args, teacher=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.to(self.device)
+            teacher.eval()
+        self.terms = build_terms(getattr(self.hparams, "distill_terms", None))
+        if self.terms and teacher is None:
+            raise ValueError("distill_terms are set but no teacher was given")
+        self.tau_schedule = getattr(self.hparams, "tau_schedule", None)
+        self.kd_warmup = getattr(self.hparams, "kd_warmup", None)
+        self.logit_scale = float(getattr(self.hparams, "logit_scale", 30.0))
+        self.tau = None
+        self.kd_factor = 1.0
+
+    def compute_forward(self, batch, stage):
+        """Student (and, in training, teacher) forward pass."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        emb = self.embed(wavs, lens)
+        out = self.modules.classifier(emb)
+        preds = {"classifier_out": out, "student_embedding": emb}
+        if self.teacher is not None and stage == sb.Stage.TRAIN and self.terms:
+            t_logits, t_emb = self.teacher(wavs, lens)
+            preds["teacher_logits"] = t_logits.float()
+            preds["teacher_embedding"] = t_emb.float()
+        return preds
+
+    def embed(self, wavs, lens):
+        """Student embeddings ``[batch, 1, dim]`` (as ``EncoderClassifier``)."""
+        feats = self.modules.compute_features(wavs)
+        feats = self.modules.mean_var_norm(feats, lens)
+        return self.modules.embedding_model(feats, lens)
+
+    @torch.no_grad()
+    def encode(self, wavs, lens=None):
+        """Eval-mode student embeddings, for scoring."""
+        if lens is None:
+            lens = torch.ones(wavs.shape[0], device=wavs.device)
+        self.modules.eval()
+        return self.embed(wavs.to(self.device), lens.to(self.device))
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Task loss plus the weighted distillation terms."""
+        targets = batch.spk_id_encoded.data.view(-1)
+        out = predictions["classifier_out"]
+        loss = self.hparams.compute_cost(out.float(), targets.unsqueeze(1))
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics.append(
+                batch.id, out.reshape(len(targets), -1), targets
+            )
+            return loss
+        self.loss_stats["task"] += loss.detach()
+        if "teacher_logits" in predictions:
+            available = {
+                "student_logits": self.logit_scale
+                * out.reshape(len(targets), -1).float(),
+                "teacher_logits": predictions["teacher_logits"],
+                "targets": targets,
+                "student_embedding": predictions["student_embedding"]
+                .reshape(len(targets), -1)
+                .float(),
+                "teacher_embedding": predictions["teacher_embedding"],
+                "tau": self.tau,
+            }
+            for term in self.terms:
+                value = term(available)
+                self.loss_stats[term.name] += value.detach()
+                loss = loss + self.kd_factor * term.weight * value
+        self.loss_stats["steps"] += 1
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        """Resets the statistics; sets tau and the KD warm-up factor."""
+        self.loss_stats = {"task": 0.0, "steps": 0}
+        for term in self.terms:
+            self.loss_stats[term.name] = 0.0
+        if stage == sb.Stage.TRAIN and epoch is not None:
+            if self.tau_schedule is not None:
+                self.tau = self.tau_schedule(epoch)
+            if self.kd_warmup is not None:
+                self.kd_factor = self.kd_warmup(epoch)
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics = MetricStats(
+                metric=functools.partial(
+                    sb.nnet.losses.classification_error, reduction="batch"
+                ),
+                n_jobs=1,
+            )
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs, anneals the learning rate and checkpoints."""
+        if stage == sb.Stage.TRAIN:
+            steps = max(int(self.loss_stats["steps"]), 1)
+            self.train_stats = {"loss": stage_loss}
+            for key, value in self.loss_stats.items():
+                if key != "steps":
+                    self.train_stats[key] = float(value) / steps
+            return
+        stats = {
+            "loss": stage_loss,
+            "ErrorRate": self.error_metrics.summarize("average"),
+        }
+        if stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.lr_annealing(epoch)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            epoch_stats = {"epoch": epoch, "lr": old_lr}
+            if self.tau is not None:
+                epoch_stats["tau"] = round(self.tau, 5)
+            if self.terms:
+                epoch_stats["kd_factor"] = self.kd_factor
+            self.hparams.train_logger.log_stats(
+                stats_meta=epoch_stats,
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            if self.checkpointer is not None:
+                self.checkpointer.save_and_keep_only(
+                    meta={"ErrorRate": stats["ErrorRate"]},
+                    min_keys=["ErrorRate"],
+                )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                {"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )

@@ -1,0 +1,264 @@
+"""Publishing a trained speaker model as a SpeechBrain pretrained folder.
+
+The folder holds ``hyperparams.yaml``, ``embedding_model.ckpt``,
+``classifier.ckpt``, ``label_encoder.ckpt``, ``mean_var_norm_emb.ckpt`` and a
+model card ``README.md``, so that::
+
+    from speechbrain.inference.speaker import EncoderClassifier
+    model = EncoderClassifier.from_hparams(source=DIR, savedir=...)
+
+loads it with no extra code. The model definitions of ``hyperparams.yaml``
+are taken from the training YAML itself (references and command-line
+overrides resolved), so any architecture a recipe can train can be
+published. Teachers and students are published the same way.
+"""
+
+import io
+import logging
+import os
+import shutil
+import tempfile
+
+import ruamel.yaml
+import torch
+from hyperpyyaml import resolve_references
+from speechbrain.processing.features import InputNormalization
+
+from speechbrain_kd.data import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+MODEL_KEYS = (
+    "compute_features",
+    "mean_var_norm",
+    "embedding_model",
+    "classifier",
+)
+
+INFERENCE_TAIL = """
+mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: False
+
+label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
+
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    mean_var_norm_emb: !ref <mean_var_norm_emb>
+    classifier: !ref <classifier>
+
+# Loads <name>.ckpt of every loadable from the folder given as `source`.
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+        mean_var_norm_emb: !ref <mean_var_norm_emb>
+        classifier: !ref <classifier>
+        label_encoder: !ref <label_encoder>
+"""
+
+
+def model_yaml(hparams_file, overrides=None, keys=MODEL_KEYS):
+    """The YAML definitions of ``keys`` in a training YAML, self-contained.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The training HyperPyYAML file.
+    overrides : str or dict, optional
+        The overrides the run used (as ``sb.parse_arguments`` returns them).
+    keys : sequence of str
+        Top-level keys to extract.
+
+    Returns
+    -------
+    str
+        YAML text with those keys, references resolved, tags kept.
+    """
+    with open(hparams_file) as f:
+        resolved = resolve_references(f, overrides or {})
+    yaml = ruamel.yaml.YAML()
+    tree = yaml.load(resolved)
+    missing = [k for k in keys if k not in tree]
+    if missing:
+        raise KeyError(
+            f"{hparams_file} lacks {missing}, needed to publish the model"
+        )
+    subset = ruamel.yaml.comments.CommentedMap((k, tree[k]) for k in keys)
+    out = io.StringIO()
+    yaml.dump(subset, out)
+    return out.getvalue()
+
+
+def _unwrap(module):
+    """The module inside a DDP / DataParallel wrapper, if any."""
+    wrappers = (
+        torch.nn.parallel.DistributedDataParallel,
+        torch.nn.DataParallel,
+    )
+    return module.module if isinstance(module, wrappers) else module
+
+
+def fit_embedding_norm(embeddings):
+    """A global ``InputNormalization`` fitted on ``[N, dim]`` embeddings."""
+    norm = InputNormalization(norm_type="global", std_norm=False)
+    norm.train()
+    emb = embeddings.reshape(embeddings.shape[0], 1, -1).float().cpu()
+    norm(emb, torch.ones(emb.shape[0]))
+    return norm
+
+
+def export_pretrained(
+    dest,
+    hparams_file,
+    overrides,
+    modules,
+    label_encoder,
+    embeddings=None,
+    card=None,
+):
+    """Writes a pretrained folder at ``dest`` (atomically).
+
+    The folder is built in a temporary sibling directory and renamed into
+    place, so ``dest`` is either the previous complete export or the new
+    complete one, never half written.
+
+    Arguments
+    ---------
+    dest : str
+        Destination folder (replaced if it exists).
+    hparams_file : str
+        Training YAML holding ``compute_features``, ``mean_var_norm``,
+        ``embedding_model`` and ``classifier``.
+    overrides : str or dict
+        Overrides of the run (so that the architecture matches).
+    modules : mapping
+        Trained ``embedding_model`` and ``classifier`` modules.
+    label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
+        Class order of the classifier.
+    embeddings : torch.Tensor, optional
+        ``[N, dim]`` training embeddings to fit ``mean_var_norm_emb``
+        (used by ``encode_batch(normalize=True)``).
+    card : dict, optional
+        Facts for the model card (method, teacher, data, EER...).
+
+    Returns
+    -------
+    str
+        ``dest``.
+    """
+    dest = os.path.abspath(dest)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".export_")
+    try:
+        header = (
+            "# Generated by speechbrain_kd.export from "
+            f"{os.path.basename(hparams_file)}\n"
+        )
+        text = header + model_yaml(hparams_file, overrides) + INFERENCE_TAIL
+        atomic_write_text(os.path.join(tmp, "hyperparams.yaml"), text)
+        for name in ("embedding_model", "classifier"):
+            state = _unwrap(modules[name]).state_dict()
+            state = {k: v.detach().cpu() for k, v in state.items()}
+            torch.save(state, os.path.join(tmp, f"{name}.ckpt"))
+        label_encoder.save(os.path.join(tmp, "label_encoder.ckpt"))
+        if embeddings is not None:
+            norm = fit_embedding_norm(embeddings)
+        else:
+            norm = InputNormalization(norm_type="global", std_norm=False)
+        norm._save(os.path.join(tmp, "mean_var_norm_emb.ckpt"))
+        atomic_write_text(
+            os.path.join(tmp, "README.md"),
+            model_card(card or {}, len(label_encoder), modules),
+        )
+        if os.path.exists(dest):
+            old = tempfile.mkdtemp(dir=parent, prefix=".old_export_")
+            os.rename(dest, os.path.join(old, "x"))
+            os.rename(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Published pretrained folder %s", dest)
+    return dest
+
+
+def count_parameters(module):
+    """Number of parameters of a module."""
+    return sum(p.numel() for p in _unwrap(module).parameters())
+
+
+def model_card(card, num_classes, modules):
+    """Markdown model card of a published folder."""
+    params = count_parameters(modules["embedding_model"])
+    lines = [
+        f"# {card.get('title', 'Speaker embedding model')}",
+        "",
+        "Published by speechbrain_kd.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| embedding model parameters | {params:,} |",
+        f"| classes (training speakers) | {num_classes} |",
+    ]
+    for key, value in card.items():
+        if key != "title":
+            lines.append(f"| {key} | {value} |")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from speechbrain.inference.speaker import EncoderClassifier",
+        "model = EncoderClassifier.from_hparams(source=THIS_FOLDER, "
+        "savedir='tmp')",
+        "embeddings = model.encode_batch(wavs)  # [batch, 1, dim], 16 kHz",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def check_export(dest, encode, wavs, wav_lens, savedir, atol=1e-4):
+    """Reloads ``dest`` with ``EncoderClassifier`` and compares embeddings.
+
+    Arguments
+    ---------
+    dest : str
+        Published folder.
+    encode : callable
+        The training-time ``encode(wavs, wav_lens)`` of the same model.
+    wavs, wav_lens : torch.Tensor
+        A batch of audio to embed both ways.
+    savedir : str
+        Where ``from_hparams`` links the files.
+    atol : float
+        Largest absolute difference allowed.
+
+    Returns
+    -------
+    float
+        The largest absolute difference found.
+    """
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    loaded = EncoderClassifier.from_hparams(source=dest, savedir=savedir)
+    ref = encode(wavs, wav_lens).float().cpu()
+    got = loaded.encode_batch(wavs.cpu(), wav_lens.cpu()).float().cpu()
+    if ref.shape != got.shape:
+        raise RuntimeError(
+            f"{dest}: reloaded embeddings have shape {tuple(got.shape)}, "
+            f"training-time ones {tuple(ref.shape)}"
+        )
+    diff = float((ref - got).abs().max())
+    if diff > atol:
+        raise RuntimeError(
+            f"{dest}: reloaded embeddings differ from the training-time ones "
+            f"by {diff:.2e} (> {atol})"
+        )
+    return diff

@@ -1,0 +1,100 @@
+"""Frozen teachers loaded from SpeechBrain pretrained folders.
+
+A teacher is a pretrained speaker folder (``hyperparams.yaml`` with
+``compute_features``, ``mean_var_norm``, ``embedding_model``, ``classifier``
+and a ``label_encoder``), local or a hub id such as
+``speechbrain/spkrec-ecapa-voxceleb``: the same kind of folder that
+``speechbrain_kd.export`` writes for teachers and students.
+"""
+
+import logging
+import os
+import re
+
+import torch
+from speechbrain.inference.speaker import EncoderClassifier
+
+logger = logging.getLogger(__name__)
+
+
+class FrozenTeacher(torch.nn.Module):
+    """A pretrained speaker model that stays in eval mode without gradients.
+
+    It is kept out of ``Brain.modules`` so that the optimiser, DDP and
+    ``Brain``'s ``.train()`` calls never touch it; ``train()`` is a no-op.
+
+    Arguments
+    ---------
+    encoder : speechbrain.inference.classifiers.EncoderClassifier
+        The loaded pretrained interface.
+    logit_scale : float
+        Factor turning the classifier outputs into logits: the AAM-softmax
+        scale (e.g. 30) for cosine classifiers such as ECAPA's, 1 for
+        classifiers that output log-probabilities.
+    """
+
+    def __init__(self, encoder, logit_scale=30.0):
+        super().__init__()
+        self.encoder = encoder
+        self.logit_scale = float(logit_scale)
+        self.label_encoder = encoder.hparams.label_encoder
+        self.encoder.eval()
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, source, savedir, device="cpu", logit_scale=30.0):
+        """Loads a pretrained folder or hub id (see ``EncoderClassifier``).
+
+        Raises a clear error when the folder has no usable label encoder,
+        which logit distillation needs to align the classes.
+        """
+        source = str(source)
+        hub_id = re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", source) is not None
+        if not os.path.isdir(source) and not hub_id:
+            raise FileNotFoundError(
+                f"Teacher folder {source!r} does not exist; train one with "
+                "train_teacher.py, or give a pretrained folder or hub id"
+            )
+        encoder = EncoderClassifier.from_hparams(
+            source=source, savedir=savedir, run_opts={"device": device}
+        )
+        label_encoder = encoder.hparams.label_encoder
+        if label_encoder is None or len(label_encoder) == 0:
+            raise ValueError(
+                f"Teacher {source!r} has an empty label encoder: its folder "
+                "needs label_encoder.ckpt (speechbrain ignores "
+                "label_encoder.txt) to align teacher and student classes"
+            )
+        return cls(encoder, logit_scale=logit_scale)
+
+    def train(self, mode=True):
+        """Keeps the teacher in eval mode whatever is asked."""
+        del mode
+        return super().train(False)
+
+    @property
+    def num_classes(self):
+        """Number of classes of the teacher's classifier."""
+        return len(self.label_encoder)
+
+    @torch.no_grad()
+    def forward(self, wavs, wav_lens=None):
+        """Teacher logits ``[batch, classes]`` and embeddings ``[batch, dim]``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]`` waveforms at the teacher's sample rate.
+        wav_lens : torch.Tensor
+            ``[batch]`` relative lengths.
+        """
+        emb = self.encoder.encode_batch(wavs, wav_lens)
+        out = self.encoder.mods.classifier(emb)
+        logits = self.logit_scale * out.reshape(out.shape[0], -1)
+        return logits, emb.reshape(emb.shape[0], -1)
+
+    @torch.no_grad()
+    def encode(self, wavs, wav_lens=None):
+        """Embeddings ``[batch, 1, dim]``, as ``EncoderClassifier``."""
+        return self.encoder.encode_batch(wavs, wav_lens)

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real mini corpus and a tiny subset of it."""
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "MiniSpeakers"
+
+
+def shared_data():
+    """The mini corpus: $SPEECHBRAIN_KD_DATA or ../shared/data."""
+    env = os.environ.get("SPEECHBRAIN_KD_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_folder():
+    folder = shared_data()
+    if not (folder / "arabic-speech-commands").is_dir():
+        pytest.skip(f"mini corpus not found at {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data(data_folder, tmp_path_factory):
+    """A tiny mini-corpus layout of symlinks into the real data.
+
+    6 LibriSpeech train speakers + 3 Arabic train speakers (12 utterances
+    each); held out: 3 Arabic test speakers (6 utterances each) and 3
+    LibriSpeech test-other speakers (all 10 utterances).
+    """
+    root = tmp_path_factory.mktemp("tiny_data")
+    ar_src = data_folder / "arabic-speech-commands"
+    ls_src = data_folder / "librispeech-samples"
+    ar, ls = root / "arabic-speech-commands", root / "librispeech-samples"
+
+    def link(src, dst):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(src)
+
+    for split, n_spk, n_utt in (("train", 3, 12), ("test", 3, 6)):
+        with open(ar_src / f"{split}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        by_spk = {}
+        for row in rows:
+            by_spk.setdefault(Path(row["file"]).name[:8], []).append(row)
+        kept = [r for s in sorted(by_spk)[:n_spk] for r in by_spk[s][:n_utt]]
+        ar.mkdir(parents=True, exist_ok=True)
+        with open(ar / f"{split}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["file", "class"])
+            writer.writeheader()
+            writer.writerows(kept)
+        for row in kept:
+            link(ar_src / row["file"], ar / row["file"])
+    for flac in sorted((ls_src / "train-clean-100").glob("*.flac"))[:6]:
+        link(flac, ls / "train-clean-100" / flac.name)
+    for spk in sorted((ls_src / "test-other").iterdir())[:3]:
+        for flac in sorted(spk.glob("*.flac")):
+            link(flac, ls / "test-other" / spk.name / flac.name)
+    return root

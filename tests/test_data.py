@@ -1,0 +1,163 @@
+"""Manifests, trial lists, audio loading and the mini-corpus preparation."""
+
+import csv
+import sys
+
+import pytest
+import torch
+from conftest import RECIPE
+
+from speechbrain_kd.data import (
+    load_audio,
+    make_trials,
+    read_csv,
+    read_trials,
+    write_csv,
+    write_trials,
+)
+
+sys.path.insert(0, str(RECIPE))
+from mini_prepare import prepare_mini  # noqa: E402
+
+
+def rows(n_spk, n_utt):
+    return [
+        dict(ID=f"s{s}/u{u}", wav=f"s{s}/u{u}.wav", spk_id=f"s{s}")
+        for s in range(n_spk)
+        for u in range(n_utt)
+    ]
+
+
+def test_make_trials_balanced_unique_deterministic():
+    trials = make_trials(rows(5, 6), 60, seed=3)
+    assert len(trials) == 60
+    assert sum(t[0] for t in trials) == 30
+    pairs = [tuple(sorted(t[1:])) for t in trials]
+    assert len(set(pairs)) == 60
+    for label, e, t in trials:
+        assert (e.split("/")[0] == t.split("/")[0]) == bool(label)
+        assert e != t
+    assert trials == make_trials(rows(5, 6), 60, seed=3)
+    assert trials != make_trials(rows(5, 6), 60, seed=4)
+
+
+def test_make_trials_too_many():
+    with pytest.raises(ValueError, match="target trials"):
+        make_trials(rows(2, 2), 10, seed=0)
+
+
+def test_trial_file_round_trip(tmp_path):
+    trials = make_trials(rows(3, 4), 10, seed=0)
+    path = tmp_path / "veri_test2.txt"
+    write_trials(trials, path)
+    back = read_trials(path)
+    assert [(lab, e + ".wav", t + ".wav") for lab, e, t in back] == trials
+
+
+@pytest.mark.parametrize(
+    "text", ["1 a.wav\n", "2 a.wav b.wav\n", "yes a b\n", "\n"]
+)
+def test_bad_trial_lines(tmp_path, text):
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=str(path)):
+        read_trials(path)
+
+
+def test_trial_entries_without_spaces(tmp_path):
+    with pytest.raises(ValueError, match="whitespace"):
+        write_trials([(1, "zoom in/a.wav", "b.wav")], tmp_path / "t.txt")
+
+
+def test_csv_round_trip_and_errors(tmp_path):
+    row = dict(
+        ID="a", duration=1.5, wav="x.flac", start=0, stop=24000, spk_id="s"
+    )
+    path = tmp_path / "m.csv"
+    write_csv([row], path)
+    assert read_csv(path)[0]["stop"] == 24000
+    with pytest.raises(ValueError, match="lacks"):
+        write_csv([dict(ID="a")], tmp_path / "bad.csv")
+    (tmp_path / "cols.csv").write_text("ID,wav\na,b\n")
+    with pytest.raises(ValueError, match="missing"):
+        read_csv(tmp_path / "cols.csv")
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        read_csv(tmp_path / "nope.csv")
+
+
+def test_load_audio(tmp_path):
+    import soundfile
+
+    sig = (torch.randn(16000, 2) * 0.1).numpy()
+    soundfile.write(tmp_path / "st.wav", sig, 16000)
+    mono = load_audio(str(tmp_path / "st.wav"), 100, 1100)
+    assert mono.shape == (1000,)
+    torch.testing.assert_close(
+        mono, torch.from_numpy(sig[100:1100].mean(1)).float(), atol=1e-4, rtol=0
+    )
+    soundfile.write(tmp_path / "8k.wav", sig[:, 0], 8000)
+    with pytest.raises(ValueError, match="8k.wav.*8000"):
+        load_audio(str(tmp_path / "8k.wav"))
+    (tmp_path / "junk.wav").write_bytes(b"not audio")
+    with pytest.raises(RuntimeError, match="junk.wav"):
+        load_audio(str(tmp_path / "junk.wav"))
+
+
+def test_prepare_missing_data_folder(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(FileNotFoundError, match="no_such_folder"):
+        prepare_mini(str(missing), str(tmp_path / "prep"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty.*lacks"):
+        prepare_mini(str(tmp_path / "empty"), str(tmp_path / "prep"))
+    assert not (tmp_path / "prep").exists()
+
+
+def test_prepare_tiny(tiny_data, tmp_path):
+    prep = tmp_path / "prep"
+    paths = prepare_mini(
+        str(tiny_data),
+        str(prep),
+        arabic_valid_utts=2,
+        arabic_trials=40,
+        libri_trials=20,
+    )
+    train, valid, test = (
+        read_csv(paths[k]) for k in ("train_csv", "valid_csv", "test_csv")
+    )
+    train_spk = {r["spk_id"] for r in train}
+    assert len(train_spk) == 9  # 6 LibriSpeech + 3 Arabic
+    assert {r["spk_id"] for r in valid} <= train_spk
+    test_spk = {r["spk_id"] for r in test}
+    assert len(test_spk) == 6 and not test_spk & train_spk
+    ids = {r["ID"] for r in train + valid}
+    assert len(ids) == len(train) + len(valid)
+    # LibriSpeech segments of one utterance do not overlap the held-out end
+    for v in (r for r in valid if r["spk_id"].startswith("ls")):
+        same = [r for r in train if r["wav"] == v["wav"]]
+        assert same and max(r["stop"] for r in same) <= v["start"]
+    trials = read_trials(paths["trials"])
+    assert len(trials) == 60 and sum(t[0] for t in trials) == 30
+    spk = {r["ID"]: r["spk_id"] for r in test}
+    for label, e, t in trials:
+        assert (spk[e] == spk[t]) == bool(label)
+        assert spk[e][:2] == spk[t][:2]  # never mixes the two corpora
+    # Prepared once: a second call with the same options skips
+    stamp = (prep / "train.csv").stat().st_mtime_ns
+    prepare_mini(
+        str(tiny_data),
+        str(prep),
+        arabic_valid_utts=2,
+        arabic_trials=40,
+        libri_trials=20,
+    )
+    assert (prep / "train.csv").stat().st_mtime_ns == stamp
+    with open(prep / "test.csv", newline="") as f:
+        assert next(csv.reader(f)) == [
+            "ID",
+            "duration",
+            "wav",
+            "start",
+            "stop",
+            "spk_id",
+        ]

@@ -1,0 +1,227 @@
+"""Logit-distillation objectives against hand computations."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechbrain_kd.objectives.dkd import dkd_loss, masked_kl, mass_kl
+from speechbrain_kd.objectives.kd import kd_loss
+from speechbrain_kd.objectives.trkd import (
+    confusion_mask,
+    triage_masses,
+    trkd_loss,
+)
+
+
+def kl(p, q):
+    return sum(a * math.log(a / b) for a, b in zip(p, q) if a > 0)
+
+
+def softmax(x, T=1.0):
+    e = [math.exp(v / T) for v in x]
+    return [v / sum(e) for v in e]
+
+
+S = [2.0, 0.5, -1.0, 0.0]
+T_ = [1.0, 3.0, 0.0, -2.0]
+
+
+def test_kd_hand_value():
+    T = 2.0
+    expected = T**2 * kl(softmax(T_, T), softmax(S, T))
+    got = kd_loss(torch.tensor([S]), torch.tensor([T_]), T=T)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kd_batch_mean():
+    s, t = torch.randn(5, 7), torch.randn(5, 7)
+    per_row = [kd_loss(s[i : i + 1], t[i : i + 1]) for i in range(5)]
+    assert kd_loss(s, t).item() == pytest.approx(
+        torch.stack(per_row).mean().item(), rel=1e-5
+    )
+
+
+def test_dkd_hand_value():
+    T, target, alpha, beta = 3.0, 0, 1.5, 4.0
+    ps, pt = softmax(S, T), softmax(T_, T)
+    tckd = kl([pt[0], 1 - pt[0]], [ps[0], 1 - ps[0]])
+    qs = softmax(S[1:], T)
+    qt = softmax(T_[1:], T)
+    expected = T**2 * (alpha * tckd + beta * kl(qt, qs))
+    got = dkd_loss(
+        torch.tensor([S]),
+        torch.tensor([T_]),
+        torch.tensor([target]),
+        alpha=alpha,
+        beta=beta,
+        T=T,
+    )
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def mdistiller_dkd(logits_s, logits_t, target, alpha, beta, T):
+    """mdistiller's DKD.py (-1000 offset on the target), for comparison."""
+    gt = F.one_hot(target, logits_s.shape[1]).float()
+    other = 1 - gt
+    ps = F.softmax(logits_s / T, 1)
+    pt = F.softmax(logits_t / T, 1)
+    ps = torch.cat([(ps * gt).sum(1, True), (ps * other).sum(1, True)], 1)
+    pt = torch.cat([(pt * gt).sum(1, True), (pt * other).sum(1, True)], 1)
+    tckd = F.kl_div(torch.log(ps), pt, reduction="sum") * T**2
+    pt2 = F.softmax(logits_t / T - 1000.0 * gt, 1)
+    ls2 = F.log_softmax(logits_s / T - 1000.0 * gt, 1)
+    nckd = F.kl_div(ls2, pt2, reduction="sum") * T**2
+    return (alpha * tckd + beta * nckd) / target.shape[0]
+
+
+def test_dkd_matches_mdistiller():
+    g = torch.Generator().manual_seed(0)
+    s, t = (
+        torch.randn(16, 50, generator=g) * 3,
+        torch.randn(16, 50, generator=g) * 3,
+    )
+    y = torch.randint(0, 50, (16,), generator=g)
+    ours = dkd_loss(s, t, y, alpha=1.0, beta=8.0, T=4.0)
+    ref = mdistiller_dkd(s, t, y, 1.0, 8.0, 4.0)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-4)
+
+
+def test_confusion_set_hand_example():
+    # Non-target probabilities renormalised: 0.6, 0.2, 0.12, 0.08
+    t = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    y = torch.tensor([0])
+    assert confusion_mask(t, y, 0.5).int().tolist() == [[0, 1, 0, 0, 0]]
+    assert confusion_mask(t, y, 0.7).int().tolist() == [[0, 1, 1, 0, 0]]
+    assert confusion_mask(t, y, 0.85).int().tolist() == [[0, 1, 1, 1, 0]]
+    assert confusion_mask(t, y, 0.95).int().tolist() == [[0, 1, 1, 1, 1]]
+    assert confusion_mask(t, y, 1e-6).int().tolist() == [[0, 1, 0, 0, 0]]
+    # Target in the middle of the ranking: it is never in the set
+    y2 = torch.tensor([2])
+    assert confusion_mask(t, y2, 0.99).int().tolist() == [[1, 1, 0, 1, 1]]
+
+
+def test_trkd_hand_value():
+    T, tau = 2.0, 0.7
+    t = [math.log(p) for p in (0.5, 0.3, 0.1, 0.06, 0.04)]
+    s = [0.3, 0.1, 0.4, -0.2, 0.0]
+    pt, ps = softmax(t, T), softmax(s, T)
+    conf, back = [1, 2], [3, 4]
+
+    def masses(p):
+        return [p[0], sum(p[i] for i in conf), sum(p[i] for i in back)]
+
+    three = kl(masses(pt), masses(ps))
+    inner = kl(
+        softmax([t[i] for i in conf], T), softmax([s[i] for i in conf], T)
+    )
+    expected = T**2 * (1.0 * three + 8.0 * inner)
+    got = trkd_loss(
+        torch.tensor([s]), torch.tensor([t]), torch.tensor([0]), tau=tau, T=T
+    )
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_trkd_tau_one_equals_dkd(seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(32, 269, generator=g) * 5
+    t = torch.randn(32, 269, generator=g) * 5
+    y = torch.randint(0, 269, (32,), generator=g)
+    a = trkd_loss(s, t, y, tau=1.0)
+    b = dkd_loss(s, t, y, alpha=1.0, beta=8.0)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_masses_sum_to_one():
+    g = torch.Generator().manual_seed(3)
+    t = torch.randn(8, 30, generator=g) * 4
+    y = torch.randint(0, 30, (8,), generator=g)
+    for tau in (0.05, 0.3, 0.9, 1.0):
+        conf = confusion_mask(t, y, tau)
+        gt = F.one_hot(y, 30).bool()
+        m = triage_masses(t / 4, gt, conf)
+        torch.testing.assert_close(m.sum(-1), torch.ones(8))
+        assert conf.any(-1).all() and not (conf & gt).any()
+
+
+def test_smaller_tau_gives_smaller_confusion_set():
+    g = torch.Generator().manual_seed(4)
+    t = torch.randn(8, 40, generator=g) * 3
+    y = torch.randint(0, 40, (8,), generator=g)
+    sizes = [
+        confusion_mask(t, y, tau).sum().item() for tau in (1.0, 0.8, 0.3, 0.05)
+    ]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+
+
+@pytest.mark.parametrize("name", ["kd", "dkd", "trkd"])
+def test_gradient_flows_only_to_student(name):
+    s = torch.randn(4, 10, requires_grad=True)
+    t = torch.randn(4, 10, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3])
+    loss = {
+        "kd": lambda: kd_loss(s, t),
+        "dkd": lambda: dkd_loss(s, t, y),
+        "trkd": lambda: trkd_loss(s, t, y, tau=0.5),
+    }[name]()
+    loss.backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5, 0.05])
+def test_extreme_logits_and_one_hot_teacher(tau):
+    y = torch.tensor([0, 1, 2])
+    s = torch.tensor(
+        [[1e4, -1e4, 0.0, 0.0], [-1e4, 1e4, 1e4, 0.0], [0.0, 0.0, 0.0, 0.0]],
+        requires_grad=True,
+    )
+    one_hot_teacher = F.one_hot(y, 4).float() * 1e4 - 5e3
+    for t in (one_hot_teacher, -one_hot_teacher, s.detach() * -1):
+        for loss in (
+            trkd_loss(s, t, y, tau=tau),
+            dkd_loss(s, t, y),
+            kd_loss(s, t),
+        ):
+            assert torch.isfinite(loss)
+            (grad,) = torch.autograd.grad(loss, s)
+            assert torch.isfinite(grad).all()
+
+
+def test_empty_background_no_nan():
+    # Two classes: the confusion set is the single non-target, background
+    # is empty for every tau.
+    s = torch.randn(5, 2, requires_grad=True)
+    t = torch.randn(5, 2)
+    y = torch.randint(0, 2, (5,))
+    loss = trkd_loss(s, t, y, tau=0.1)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+
+
+def test_identical_logits_give_zero():
+    t = torch.randn(6, 12)
+    y = torch.randint(0, 12, (6,))
+    for tau in (1.0, 0.4):
+        assert trkd_loss(t, t, y, tau=tau).item() == pytest.approx(0, abs=1e-6)
+    assert dkd_loss(t, t, y).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_bad_tau():
+    with pytest.raises(ValueError, match="tau"):
+        trkd_loss(
+            torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1]), 0.0
+        )
+
+
+def test_helpers():
+    p = torch.tensor([[0.2, 0.8]])
+    q = torch.tensor([[0.5, 0.5]])
+    assert mass_kl(p, q).item() == pytest.approx(kl([0.2, 0.8], [0.5, 0.5]))
+    mask = torch.tensor([[True, True, False]])
+    s = torch.tensor([[0.0, 1.0, 50.0]])
+    t = torch.tensor([[1.0, 0.0, -50.0]])
+    expected = kl(softmax([1.0, 0.0]), softmax([0.0, 1.0]))
+    assert masked_kl(s, t, mask).item() == pytest.approx(expected, rel=1e-5)
