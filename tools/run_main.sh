@@ -31,8 +31,8 @@ python train_kd.py hparams/trkd.yaml --data_folder="$data" \
 end=$(date +%s)
 python - "$((end - start))" <<'PY'
 import json, sys
-t = json.load(open("results/teacher_ecapa/1986/verification.json"))
-s = json.load(open("results/trkd/1986/verification.json"))
+t = json.load(open("results/mini/teacher_ecapa/1986/verification.json"))
+s = json.load(open("results/mini/trkd/1986/verification.json"))
 rows = [("teacher (ECAPA C=256)", t["teacher"]),
         ("TRKD student (ECAPA C=96)", s["student"])]
 print("\n| model | EER (%) | minDCF (p=0.01) | minDCF normalised |")
@@ -41,5 +41,5 @@ for name, r in rows:
     print(f"| {name} | {r['EER']:.2f} | {r['minDCF']:.5f} "
           f"| {r['minDCF_norm']:.3f} |")
 print(f"\nWall time: {int(sys.argv[1])} s. Published: "
-      "recipes/MiniSpeakers/results/{teacher_ecapa,trkd}/1986/pretrained")
+      "recipes/MiniSpeakers/results/mini/{teacher_ecapa,trkd}/1986/pretrained")
 PY

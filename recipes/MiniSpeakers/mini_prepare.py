@@ -246,11 +246,30 @@ def prepare_corpus(hparams):
     """Prepares the corpus a recipe YAML asks for (run on the main process).
 
     Writes the manifests named by ``train_csv``, ``valid_csv``,
-    ``test_csv`` and ``verification_file`` (all in ``prep_folder``) from
-    ``data_folder``, with the options of ``prep_opts``.
+    ``test_csv`` and ``verification_file`` (all in ``prep_folder``):
+
+    - ``corpus: mini``: from the real mini corpus in ``data_folder``, with
+      the options of ``prep_opts``;
+    - ``corpus: synthetic``: generates (once) the espeak-ng synthetic corpus
+      into ``data_folder``, with the options of ``synthetic_opts`` (see
+      ``speechbrain_kd.synthetic.prepare_synthetic``).
     """
-    prepare_mini(
-        hparams["data_folder"],
-        hparams["prep_folder"],
-        **hparams.get("prep_opts", {}),
-    )
+    corpus = hparams.get("corpus", "mini")
+    if corpus == "mini":
+        prepare_mini(
+            hparams["data_folder"],
+            hparams["prep_folder"],
+            **hparams.get("prep_opts", {}),
+        )
+    elif corpus == "synthetic":
+        from speechbrain_kd.synthetic import prepare_synthetic
+
+        prepare_synthetic(
+            hparams["data_folder"],
+            hparams["prep_folder"],
+            **hparams.get("synthetic_opts", {}),
+        )
+    else:
+        raise ValueError(
+            f"corpus must be 'mini' or 'synthetic', got {corpus!r}"
+        )
