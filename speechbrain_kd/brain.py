@@ -17,7 +17,15 @@ for (arguments already bound in the YAML are left alone):
 - ``student_logits``, ``teacher_logits``: ``[batch, classes]``;
 - ``targets``: ``[batch]`` class indices;
 - ``student_embedding``, ``teacher_embedding``: ``[batch, dim]``;
-- ``tau``: the current value of ``tau_schedule`` (updated every epoch).
+- ``lengths``: ``[batch]`` relative lengths of the waveforms;
+- ``tau``: the current value of ``tau_schedule`` (updated every epoch);
+- ``student_<alias>`` / ``teacher_<alias>``: outputs of the sub-layers named
+  in ``student_taps`` / ``teacher_taps`` (``{alias: submodule path}``),
+  recorded with forward hooks (``speechbrain_kd.taps.LayerTaps``).
+
+A term whose ``fn`` is a ``torch.nn.Module`` (``!new:``, e.g. a loss with a
+projection head) is trained with the student: it joins ``modules`` as
+``distill_<name>`` (optimiser, device, DDP) and the checkpointer.
 
 The modules this Brain expects (``modules`` of the YAML) are
 ``compute_features``, ``mean_var_norm``, ``embedding_model`` and
@@ -34,6 +42,9 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.metric_stats import MetricStats
 
+from speechbrain_kd.export import unwrap_module
+from speechbrain_kd.taps import LayerTaps
+
 logger = logging.getLogger(__name__)
 
 INPUTS = (
@@ -42,6 +53,7 @@ INPUTS = (
     "targets",
     "student_embedding",
     "teacher_embedding",
+    "lengths",
     "tau",
 )
 
@@ -54,9 +66,11 @@ class DistillTerm:
     name : str
         The key of the term in ``distill_terms`` (used in logs and errors).
     fn : callable
-        A loss function taking some of ``INPUTS`` by name.
+        A loss function taking some of the Brain's inputs by name.
     weight : float
         Non-negative weight of the term in the total loss.
+    provided : sequence of str
+        The input names the Brain provides (``INPUTS`` and the taps).
 
     Example
     -------
@@ -66,38 +80,43 @@ class DistillTerm:
     ['student_logits', 'teacher_logits']
     """
 
-    def __init__(self, name, fn, weight=1.0):
+    def __init__(self, name, fn, weight=1.0, provided=INPUTS):
         if not callable(fn):
             raise TypeError(
-                f"distill_terms[{name}][fn] must be callable (use !name:), "
-                f"got {fn!r}"
+                f"distill_terms[{name}][fn] must be callable (use !name: or "
+                f"!new:), got {fn!r}"
             )
         if (
-            not isinstance(weight, numbers.Real)
-            or weight < 0
-            or weight != weight
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Real)
+            or not weight >= 0
+            or weight == float("inf")
         ):
             raise ValueError(
-                f"distill_terms[{name}][weight] must be a number >= 0, "
+                f"distill_terms[{name}][weight] must be a finite number >= 0, "
                 f"got {weight!r}"
             )
         bound = fn.keywords if isinstance(fn, functools.partial) else {}
-        params = inspect.signature(fn).parameters
+        target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+        params = inspect.signature(target).parameters.values()
         unknown = [
             p.name
-            for p in params.values()
+            for p in params
             if p.default is inspect.Parameter.empty
-            and p.name not in INPUTS
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.name not in provided
             and p.name not in bound
         ]
         if unknown:
             raise ValueError(
                 f"distill_terms[{name}][fn] needs {unknown}, which the Brain "
-                f"does not provide (it provides {list(INPUTS)}); bind them "
-                "in the YAML"
+                f"does not provide (it provides {sorted(provided)}); bind "
+                "them in the YAML or tap them with student_taps/teacher_taps"
             )
         self.name, self.fn, self.weight = name, fn, float(weight)
-        self.inputs = [p for p in params if p in INPUTS and p not in bound]
+        self.inputs = [
+            p.name for p in params if p.name in provided and p.name not in bound
+        ]
 
     def __call__(self, available):
         """The unweighted loss, given a dict of the available inputs."""
@@ -110,13 +129,15 @@ class DistillTerm:
         return self.fn(**{k: available[k] for k in self.inputs})
 
 
-def build_terms(spec):
+def build_terms(spec, provided=INPUTS):
     """Builds ``DistillTerm`` objects from the ``distill_terms`` YAML entry.
 
     Arguments
     ---------
     spec : dict or None
         ``{name: {"fn": callable, "weight": float}}``.
+    provided : sequence of str
+        The input names the Brain provides.
 
     Returns
     -------
@@ -136,8 +157,20 @@ def build_terms(spec):
         extra = set(entry) - {"fn", "weight"}
         if extra:
             raise ValueError(f"distill_terms[{name}] has unknown keys {extra}")
-        terms.append(DistillTerm(name, entry["fn"], entry.get("weight", 1.0)))
+        terms.append(
+            DistillTerm(name, entry["fn"], entry.get("weight", 1.0), provided)
+        )
     return terms
+
+
+def provided_inputs(hparams):
+    """The input names a Brain built from ``hparams`` provides."""
+    names = list(INPUTS)
+    for side in ("student", "teacher"):
+        names += [
+            f"{side}_{alias}" for alias in hparams.get(f"{side}_taps") or {}
+        ]
+    return names
 
 
 class KDBrain(sb.Brain):
@@ -152,18 +185,45 @@ class KDBrain(sb.Brain):
         As ``speechbrain.Brain``.
     """
 
-    def __init__(self, *args, teacher=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        modules=None,
+        opt_class=None,
+        hparams=None,
+        run_opts=None,
+        checkpointer=None,
+        teacher=None,
+    ):
+        hparams = dict(hparams or {})
+        terms = build_terms(
+            hparams.get("distill_terms"), provided_inputs(hparams)
+        )
+        if terms and teacher is None:
+            raise ValueError("distill_terms are set but no teacher was given")
+        # Learnable terms (projection heads...) train with the student.
+        modules = dict(modules or {})
+        for term in terms:
+            if isinstance(term.fn, torch.nn.Module):
+                modules[f"distill_{term.name}"] = term.fn
+                if checkpointer is not None and (
+                    f"distill_{term.name}" not in checkpointer.recoverables
+                ):
+                    checkpointer.add_recoverable(
+                        f"distill_{term.name}", term.fn
+                    )
+        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
+        self.terms = terms
         self.teacher = teacher
         if teacher is not None:
             teacher.to(self.device)
             teacher.eval()
-        self.terms = build_terms(getattr(self.hparams, "distill_terms", None))
-        if self.terms and teacher is None:
-            raise ValueError("distill_terms are set but no teacher was given")
-        self.tau_schedule = getattr(self.hparams, "tau_schedule", None)
-        self.kd_warmup = getattr(self.hparams, "kd_warmup", None)
-        self.logit_scale = float(getattr(self.hparams, "logit_scale", 30.0))
+        self.student_taps = LayerTaps(
+            unwrap_module(self.modules.embedding_model),
+            hparams.get("student_taps"),
+        )
+        self.tau_schedule = hparams.get("tau_schedule")
+        self.kd_warmup = hparams.get("kd_warmup")
+        self.logit_scale = float(hparams.get("logit_scale", 30.0))
         self.tau = None
         self.kd_factor = 1.0
 
@@ -174,10 +234,12 @@ class KDBrain(sb.Brain):
         emb = self.embed(wavs, lens)
         out = self.modules.classifier(emb)
         preds = {"classifier_out": out, "student_embedding": emb}
+        for alias, value in self.student_taps.pop().items():
+            preds[f"student_{alias}"] = value
         if self.teacher is not None and stage == sb.Stage.TRAIN and self.terms:
-            t_logits, t_emb = self.teacher(wavs, lens)
-            preds["teacher_logits"] = t_logits.float()
-            preds["teacher_embedding"] = t_emb.float()
+            for key, value in self.teacher(wavs, lens).items():
+                preds[f"teacher_{key}"] = value
+        preds["lengths"] = lens
         return preds
 
     def embed(self, wavs, lens):
@@ -192,7 +254,9 @@ class KDBrain(sb.Brain):
         if lens is None:
             lens = torch.ones(wavs.shape[0], device=wavs.device)
         self.modules.eval()
-        return self.embed(wavs.to(self.device), lens.to(self.device))
+        emb = self.embed(wavs.to(self.device), lens.to(self.device))
+        self.student_taps.pop()
+        return emb
 
     def compute_objectives(self, predictions, batch, stage):
         """Task loss plus the weighted distillation terms."""
@@ -205,18 +269,18 @@ class KDBrain(sb.Brain):
             )
             return loss
         self.loss_stats["task"] += loss.detach()
-        if "teacher_logits" in predictions:
-            available = {
-                "student_logits": self.logit_scale
-                * out.reshape(len(targets), -1).float(),
-                "teacher_logits": predictions["teacher_logits"],
-                "targets": targets,
-                "student_embedding": predictions["student_embedding"]
-                .reshape(len(targets), -1)
+        if self.terms:
+            batch_size = len(targets)
+            available = dict(predictions)
+            available.update(
+                student_logits=self.logit_scale
+                * out.reshape(batch_size, -1).float(),
+                student_embedding=predictions["student_embedding"]
+                .reshape(batch_size, -1)
                 .float(),
-                "teacher_embedding": predictions["teacher_embedding"],
-                "tau": self.tau,
-            }
+                targets=targets,
+                tau=self.tau,
+            )
             for term in self.terms:
                 value = term(available)
                 self.loss_stats[term.name] += value.detach()

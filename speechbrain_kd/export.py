@@ -91,7 +91,7 @@ def model_yaml(hparams_file, overrides=None, keys=MODEL_KEYS):
     return out.getvalue()
 
 
-def _unwrap(module):
+def unwrap_module(module):
     """The module inside a DDP / DataParallel wrapper, if any."""
     wrappers = (
         torch.nn.parallel.DistributedDataParallel,
@@ -160,7 +160,7 @@ def export_pretrained(
         text = header + model_yaml(hparams_file, overrides) + INFERENCE_TAIL
         atomic_write_text(os.path.join(tmp, "hyperparams.yaml"), text)
         for name in ("embedding_model", "classifier"):
-            state = _unwrap(modules[name]).state_dict()
+            state = unwrap_module(modules[name]).state_dict()
             state = {k: v.detach().cpu() for k, v in state.items()}
             torch.save(state, os.path.join(tmp, f"{name}.ckpt"))
         label_encoder.save(os.path.join(tmp, "label_encoder.ckpt"))
@@ -189,7 +189,7 @@ def export_pretrained(
 
 def count_parameters(module):
     """Number of parameters of a module."""
-    return sum(p.numel() for p in _unwrap(module).parameters())
+    return sum(p.numel() for p in unwrap_module(module).parameters())
 
 
 def model_card(card, num_classes, modules):
@@ -224,7 +224,9 @@ def model_card(card, num_classes, modules):
 
 
 @torch.no_grad()
-def check_export(dest, encode, wavs, wav_lens, savedir, atol=1e-4):
+def check_export(
+    dest, encode, wavs, wav_lens, savedir, atol=1e-4, device="cpu"
+):
     """Reloads ``dest`` with ``EncoderClassifier`` and compares embeddings.
 
     Arguments
@@ -239,6 +241,9 @@ def check_export(dest, encode, wavs, wav_lens, savedir, atol=1e-4):
         Where ``from_hparams`` links the files.
     atol : float
         Largest absolute difference allowed.
+    device : str
+        Device of the reloaded model: the one ``encode`` runs on, so that
+        both paths use the same kernels (TF32 / cuDNN on GPU).
 
     Returns
     -------
@@ -247,9 +252,11 @@ def check_export(dest, encode, wavs, wav_lens, savedir, atol=1e-4):
     """
     from speechbrain.inference.speaker import EncoderClassifier
 
-    loaded = EncoderClassifier.from_hparams(source=dest, savedir=savedir)
+    loaded = EncoderClassifier.from_hparams(
+        source=dest, savedir=savedir, run_opts={"device": str(device)}
+    )
     ref = encode(wavs, wav_lens).float().cpu()
-    got = loaded.encode_batch(wavs.cpu(), wav_lens.cpu()).float().cpu()
+    got = loaded.encode_batch(wavs, wav_lens).float().cpu()
     if ref.shape != got.shape:
         raise RuntimeError(
             f"{dest}: reloaded embeddings have shape {tuple(got.shape)}, "

@@ -129,6 +129,7 @@ def publish(brain, hparams_file, overrides, label_encoder, datasets, card):
         wavs,
         lens,
         savedir=os.path.join(hparams["output_folder"], "reload_check"),
+        device=brain.device,
     )
     logger.info(
         "Reloaded %s with EncoderClassifier.from_hparams: embeddings match "

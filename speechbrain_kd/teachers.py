@@ -14,6 +14,8 @@ import re
 import torch
 from speechbrain.inference.speaker import EncoderClassifier
 
+from speechbrain_kd.taps import LayerTaps
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,19 +33,25 @@ class FrozenTeacher(torch.nn.Module):
         Factor turning the classifier outputs into logits: the AAM-softmax
         scale (e.g. 30) for cosine classifiers such as ECAPA's, 1 for
         classifiers that output log-probabilities.
+    taps : dict, optional
+        ``{alias: submodule path}`` of layers of the embedding model whose
+        outputs ``forward`` also returns (see ``speechbrain_kd.taps``).
     """
 
-    def __init__(self, encoder, logit_scale=30.0):
+    def __init__(self, encoder, logit_scale=30.0, taps=None):
         super().__init__()
         self.encoder = encoder
         self.logit_scale = float(logit_scale)
+        self.taps = LayerTaps(encoder.mods.embedding_model, taps)
         self.label_encoder = encoder.hparams.label_encoder
         self.encoder.eval()
         for p in self.encoder.parameters():
             p.requires_grad_(False)
 
     @classmethod
-    def from_pretrained(cls, source, savedir, device="cpu", logit_scale=30.0):
+    def from_pretrained(
+        cls, source, savedir, device="cpu", logit_scale=30.0, taps=None
+    ):
         """Loads a pretrained folder or hub id (see ``EncoderClassifier``).
 
         Raises a clear error when the folder has no usable label encoder,
@@ -66,7 +74,7 @@ class FrozenTeacher(torch.nn.Module):
                 "needs label_encoder.ckpt (speechbrain ignores "
                 "label_encoder.txt) to align teacher and student classes"
             )
-        return cls(encoder, logit_scale=logit_scale)
+        return cls(encoder, logit_scale=logit_scale, taps=taps)
 
     def train(self, mode=True):
         """Keeps the teacher in eval mode whatever is asked."""
@@ -80,7 +88,7 @@ class FrozenTeacher(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, wavs, wav_lens=None):
-        """Teacher logits ``[batch, classes]`` and embeddings ``[batch, dim]``.
+        """Teacher outputs for distillation.
 
         Arguments
         ---------
@@ -88,13 +96,23 @@ class FrozenTeacher(torch.nn.Module):
             ``[batch, time]`` waveforms at the teacher's sample rate.
         wav_lens : torch.Tensor
             ``[batch]`` relative lengths.
+
+        Returns
+        -------
+        dict
+            ``logits`` ``[batch, classes]``, ``embedding`` ``[batch, dim]``
+            and the output of every tapped layer under its alias.
         """
         emb = self.encoder.encode_batch(wavs, wav_lens)
+        outputs = self.taps.pop()
         out = self.encoder.mods.classifier(emb)
-        logits = self.logit_scale * out.reshape(out.shape[0], -1)
-        return logits, emb.reshape(emb.shape[0], -1)
+        outputs["logits"] = self.logit_scale * out.reshape(out.shape[0], -1)
+        outputs["embedding"] = emb.reshape(emb.shape[0], -1)
+        return {k: v.float() for k, v in outputs.items()}
 
     @torch.no_grad()
     def encode(self, wavs, wav_lens=None):
         """Embeddings ``[batch, 1, dim]``, as ``EncoderClassifier``."""
-        return self.encoder.encode_batch(wavs, wav_lens)
+        emb = self.encoder.encode_batch(wavs, wav_lens)
+        self.taps.pop()
+        return emb

@@ -189,3 +189,37 @@ def sb_stage(name):
     import speechbrain as sb
 
     return getattr(sb.Stage, name)
+
+
+def test_synthetic_corpus_end_to_end(tmp_path):
+    """The same scripts on the espeak-ng corpus, without ../shared."""
+    pytest.importorskip("espeakng_loader")
+    common = [
+        "--corpus=synthetic",
+        f"--data_folder={tmp_path}/synthetic",
+        "--synthetic_opts={num_train_speakers: 8, num_test_speakers: 4, "
+        "utts_per_speaker: 5, valid_utts_per_speaker: 1, num_trials: 20}",
+        "--number_of_epochs=1",
+        *[a for a in TINY if not a.startswith(("--out_n", "--prep_opts"))],
+        "--out_n_neurons=8",
+    ]
+    run(
+        "train_teacher.py",
+        "teacher_ecapa.yaml",
+        f"--output_folder={tmp_path}/teacher",
+        f"--prep_folder={tmp_path}/prep",
+        "--channels=24",
+        *common,
+    )
+    run(
+        "train_kd.py",
+        "trkd.yaml",
+        f"--output_folder={tmp_path}/trkd",
+        f"--prep_folder={tmp_path}/prep",
+        f"--teacher_source={tmp_path}/teacher/pretrained",
+        "--channels=16",
+        *common,
+    )
+    result = json.loads((tmp_path / "trkd" / "verification.json").read_text())
+    assert result["student"]["target_trials"] == 10
+    assert (tmp_path / "trkd" / "pretrained" / "embedding_model.ckpt").exists()

@@ -48,6 +48,7 @@ if __name__ == "__main__":
         savedir=os.path.join(hparams["save_folder"], "teacher"),
         device=run_opts.get("device", "cpu"),
         logit_scale=hparams["teacher_logit_scale"],
+        taps=hparams.get("teacher_taps"),
     )
     label_encoder = teacher.label_encoder
     check_num_classes(hparams, label_encoder, hparams["teacher_source"])

@@ -22,6 +22,7 @@ def kd_loss(student_logits, teacher_logits, T=4.0):
 
     Example
     -------
+    >>> import torch
     >>> s, t = torch.randn(4, 10), torch.randn(4, 10)
     >>> kd_loss(s, t).shape
     torch.Size([])

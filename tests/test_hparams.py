@@ -1,0 +1,63 @@
+"""The recipe YAMLs: methods differ only in their distillation section."""
+
+import copy
+import io
+
+import pytest
+import ruamel.yaml
+from conftest import RECIPE
+
+METHODS = ("nokd", "kd", "dkd", "trkd")
+# Keys allowed to differ between methods
+METHOD_KEYS = {"distill_terms", "tau_schedule", "output_folder"}
+
+
+def load(name):
+    with open(RECIPE / "hparams" / f"{name}.yaml") as f:
+        return ruamel.yaml.YAML().load(f)
+
+
+def dump(node):
+    out = io.StringIO()
+    ruamel.yaml.YAML().dump(node, out)
+    return out.getvalue()
+
+
+def strip(tree):
+    """YAML text of everything but the method's own keys."""
+    tree = copy.deepcopy(tree)
+    for key in METHOD_KEYS:
+        tree.pop(key, None)
+    tree["checkpointer"]["recoverables"].pop("tau_schedule", None)
+    lines = dump(tree).splitlines()
+    return [
+        line.split(" #")[0]
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_methods_differ_only_in_distillation():
+    base = strip(load("nokd"))
+    for name in METHODS[1:]:
+        assert strip(load(name)) == base, name
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_output_folder_and_terms(name):
+    tree = load(name)
+    assert name in str(tree["output_folder"])
+    assert bool(tree["distill_terms"]) == (name != "nokd")
+    if name == "trkd":
+        assert tree["checkpointer"]["recoverables"]["tau_schedule"]
+
+
+def test_student_at_most_quarter_of_teacher():
+    from hyperpyyaml import load_hyperpyyaml
+
+    sizes = {}
+    for name in ("teacher_ecapa", "trkd"):
+        with open(RECIPE / "hparams" / f"{name}.yaml") as f:
+            hp = load_hyperpyyaml(f, {"data_folder": "unused"})
+        sizes[name] = sum(p.numel() for p in hp["embedding_model"].parameters())
+    assert sizes["trkd"] <= 0.25 * sizes["teacher_ecapa"]
