@@ -21,26 +21,71 @@ for (arguments already bound in the YAML are left alone):
 - ``tau``: the current value of ``tau_schedule`` (updated every epoch);
 - ``student_<alias>`` / ``teacher_<alias>``: outputs of the sub-layers named
   in ``student_taps`` / ``teacher_taps`` (``{alias: submodule path}``),
-  recorded with forward hooks (``speechbrain_kd.taps.LayerTaps``).
+  recorded with forward hooks (``speechbrain_kd.taps.LayerTaps``); a
+  ``fn`` with ``**kwargs`` receives all of them.
 
 A term whose ``fn`` is a ``torch.nn.Module`` (``!new:``, e.g. a loss with a
 projection head) is trained with the student: it joins ``modules`` as
-``distill_<name>`` (optimiser, device, DDP) and the checkpointer.
+``distill_<name>`` (optimiser, device, DDP) and the checkpointer. A term
+needs no tensor input at all (e.g. ``objectives.complexity.ComplexityLoss``,
+the FLOPs of a dynamic-width student); one with an ``epoch_stats()`` method
+adds its dict to the training statistics logged every epoch.
 
 The modules this Brain expects (``modules`` of the YAML) are
 ``compute_features``, ``mean_var_norm``, ``embedding_model`` and
 ``classifier`` (a cosine classifier whose outputs times ``logit_scale`` are
 the student logits), as in SpeechBrain's speaker recipes.
+
+Reliability (built on ``speechbrain.Brain``):
+
+- a non-finite training loss never updates the weights: the batch is
+  skipped with a warning naming the epoch, the step, the batch IDs and the
+  value of every term; after ``--nonfinite_patience`` such batches in an
+  epoch (SpeechBrain's option, default 3; 0 stops at the first) training
+  stops with that message, before any checkpoint is written, so the last
+  checkpoint is a good one;
+- an interrupted run (even ``kill -9``) resumes from its last checkpoint,
+  end-of-epoch or intra-epoch (``--ckpt_interval_steps`` /
+  ``--ckpt_interval_minutes``), with the same tau, learning rate, data
+  order and crops, and ends with the same figures as an uninterrupted run:
+  the per-term training statistics are checkpointed with the step, the
+  crops of an ``EpochDataset`` depend only on (seed, epoch, ID), and
+  ``AtomicCheckpointer`` never leaves a half-written checkpoint;
+- under ``torchrun`` the examples of every optimiser step are those of a
+  single-process run with ``batch_size`` times the number of processes
+  (same sampler on every process, split between them); on CPU (gloo) the
+  BatchNorm layers are not converted to ``SyncBatchNorm`` (CUDA only);
+- teacher/student class counts, the teacher's label encoder, the class
+  order of a checkpoint and the range of tau and of the distillation
+  hyperparameters are checked, with errors naming the key.
 """
 
 import functools
 import inspect
 import logging
+import math
 import numbers
+import os
+import pathlib
+import random
+import shutil
 
 import speechbrain as sb
 import torch
+import yaml
+from speechbrain.dataio.sampler import ReproducibleRandomSampler
+from speechbrain.utils.checkpoints import (
+    CKPT_PREFIX,
+    METAFNAME,
+    Checkpointer,
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+from speechbrain.utils.distributed import ddp_barrier
 from speechbrain.utils.metric_stats import MetricStats
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import IterableDataset
 
 from speechbrain_kd.export import unwrap_module
 from speechbrain_kd.taps import LayerTaps
@@ -97,6 +142,8 @@ class DistillTerm:
                 f"got {weight!r}"
             )
         bound = fn.keywords if isinstance(fn, functools.partial) else {}
+        for key, value in bound.items():
+            check_hyperparameter(f"distill_terms[{name}][fn][{key}]", value)
         target = fn.forward if isinstance(fn, torch.nn.Module) else fn
         params = inspect.signature(target).parameters.values()
         unknown = [
@@ -114,9 +161,17 @@ class DistillTerm:
                 "them in the YAML or tap them with student_taps/teacher_taps"
             )
         self.name, self.fn, self.weight = name, fn, float(weight)
+        self.wrapper = None  # the DDP wrapper of a learnable fn, if any
         self.inputs = [
             p.name for p in params if p.name in provided and p.name not in bound
         ]
+        # A fn with **kwargs also receives every tapped layer output.
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            self.inputs += [
+                n
+                for n in provided
+                if n not in INPUTS and n not in self.inputs and n not in bound
+            ]
 
     def __call__(self, available):
         """The unweighted loss, given a dict of the available inputs."""
@@ -126,7 +181,54 @@ class DistillTerm:
                 f"distill_terms[{self.name}] needs {missing}, which this run "
                 "does not compute (no teacher, or no tau_schedule?)"
             )
-        return self.fn(**{k: available[k] for k in self.inputs})
+        fn = self.fn if self.wrapper is None else self.wrapper
+        return fn(**{k: available[k] for k in self.inputs})
+
+
+def check_hyperparameter(where, value, name=None):
+    """Range check of a distillation hyperparameter, by its name.
+
+    ``T`` / ``temperature`` must be finite and > 0, ``tau`` in (0, 1], and
+    weights (``alpha``, ``beta``, ``weight``, ``lambda_*``) finite and
+    >= 0. Other names are not checked.
+
+    Arguments
+    ---------
+    where : str
+        The YAML key, e.g. ``distill_terms[trkd][fn][T]`` (named in the
+        error).
+    value : object
+        The value given.
+    name : str, optional
+        The name that sets the range; by default the last part of
+        ``where`` (``T`` above).
+
+    Example
+    -------
+    >>> from speechbrain_kd.brain import check_hyperparameter
+    >>> check_hyperparameter("distill_terms[kd][fn][T]", 4.0)
+    >>> check_hyperparameter("distill_terms[kd][fn][T]", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: distill_terms[kd][fn][T] must be a finite number > 0, got 0
+    """
+    if name is None:
+        name = where.rstrip("]").rsplit("[", 1)[-1]
+    if name in ("T", "temperature"):
+        ok, expected = (lambda v: v > 0), "a finite number > 0"
+    elif name == "tau":
+        ok, expected = (lambda v: 0 < v <= 1), "a number in (0, 1]"
+    elif name in ("alpha", "beta", "weight") or name.startswith("lambda"):
+        ok, expected = (lambda v: v >= 0), "a finite number >= 0"
+    else:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not ok(value)
+    ):
+        raise ValueError(f"{where} must be {expected}, got {value!r}")
 
 
 def build_terms(spec, provided=INPUTS):
@@ -173,6 +275,175 @@ def provided_inputs(hparams):
     return names
 
 
+PENDING_META = f"{METAFNAME}.pending"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """A SpeechBrain ``Checkpointer`` whose checkpoints are complete or absent.
+
+    SpeechBrain writes a checkpoint's ``CKPT.yaml`` first, then the files of
+    the recoverables: a run killed while saving leaves a folder that
+    recovery takes for a checkpoint and then fails to load. Here
+    ``CKPT.yaml`` is written under a temporary name and renamed into place
+    (atomically) after every file is saved, so a half-written folder is not
+    a checkpoint; such leftovers are removed at the next successful save.
+    Same arguments as ``Checkpointer``; ``KDBrain`` turns the plain
+    ``Checkpointer`` of a recipe YAML into this class.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain_kd.brain import AtomicCheckpointer
+    >>> ckpt = AtomicCheckpointer(getfixture("tmpdir"),
+    ...                           {"lin": torch.nn.Linear(2, 2)})
+    >>> saved = ckpt.save_checkpoint()
+    >>> sorted(p.name for p in saved.path.iterdir())
+    ['CKPT.yaml', 'lin.ckpt']
+    """
+
+    def _save_checkpoint_metafile(
+        self, fpath, meta_to_include={}, end_of_epoch=True
+    ):
+        pending = pathlib.Path(fpath).with_name(PENDING_META)
+        return super()._save_checkpoint_metafile(
+            pending, meta_to_include, end_of_epoch
+        )
+
+    def save_checkpoint(
+        self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO
+    ):
+        """Saves a checkpoint (see ``Checkpointer.save_checkpoint``)."""
+        ckpt = super().save_checkpoint(meta, end_of_epoch, name, verbosity)
+        if ckpt is not None:  # the main process, which wrote the files
+            os.replace(ckpt.path / PENDING_META, ckpt.path / METAFNAME)
+            self.remove_incomplete()
+        # Every process sees the new checkpoint before going on (the
+        # deletions of save_and_keep_only must agree on the list)
+        ddp_barrier()
+        return ckpt
+
+    def remove_incomplete(self):
+        """Deletes the folders of checkpoints whose saving was interrupted."""
+        if not self.checkpoints_dir.is_dir():
+            return
+        for path in self.checkpoints_dir.iterdir():
+            if (
+                path.is_dir()
+                and path.name.startswith(CKPT_PREFIX)
+                and not (path / METAFNAME).exists()
+                and (path / PENDING_META).exists()
+            ):
+                logger.warning("Removing incomplete checkpoint %s", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@register_checkpoint_hooks
+class ClassOrder:
+    """The teacher's class order, saved with every checkpoint of a student.
+
+    On recovery, a checkpoint trained with another class order (another
+    teacher) is an error rather than a silently wrong classifier.
+
+    Arguments
+    ---------
+    labels : list of str
+        The labels, in class-index order.
+    source : str
+        Where they come from (named in errors).
+
+    Example
+    -------
+    >>> from speechbrain_kd.brain import ClassOrder
+    >>> path = getfixture("tmpdir") / "classes.ckpt"
+    >>> ClassOrder(["a", "b"], "teacher 1")._save(path)
+    >>> ClassOrder(["b", "a"], "teacher 2")._recover(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...trained with 2 classes in another order than teacher 2...
+    """
+
+    def __init__(self, labels, source="the teacher"):
+        self.labels = [str(label) for label in labels]
+        self.source = source
+
+    @mark_as_saver
+    def _save(self, path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.labels) + "\n")
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch=True):
+        del end_of_epoch
+        with open(path, encoding="utf-8") as f:
+            saved = f.read().splitlines()
+        if saved != self.labels:
+            first = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(saved, self.labels))
+                    if a != b
+                ),
+                min(len(saved), len(self.labels)),
+            )
+            raise ValueError(
+                f"{path}: this checkpoint was trained with {len(saved)} "
+                f"classes in another order than {self.source} "
+                f"({len(self.labels)} classes; first difference at index "
+                f"{first}). Use the teacher it was trained with, or another "
+                "output_folder"
+            )
+
+
+@register_checkpoint_hooks
+class RandomState:
+    """The global random generators (torch, CUDA, numpy, random), saved
+    with every checkpoint.
+
+    A resumed run continues the random streams where the checkpoint left
+    them, so waveform augmentation or dropout draw what an uninterrupted
+    run draws (crops do not need it: ``speechbrain_kd.data.EpochDataset``).
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain_kd.brain import RandomState
+    >>> path = getfixture("tmpdir") / "random.ckpt"
+    >>> RandomState()._save(path)
+    >>> a = torch.rand(2)
+    >>> RandomState()._recover(path)
+    >>> bool((torch.rand(2) == a).all())
+    True
+    """
+
+    @mark_as_saver
+    def _save(self, path):
+        import numpy
+
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": numpy.random.get_state(),
+            "random": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(state, path)
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch=True):
+        import numpy
+
+        del end_of_epoch
+        state = torch.load(path, weights_only=False)
+        torch.set_rng_state(state["torch"])
+        numpy.random.set_state(state["numpy"])
+        random.setstate(state["random"])
+        cuda = state.get("cuda")
+        if cuda is not None and torch.cuda.is_available():
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+
+
+@register_checkpoint_hooks
 class KDBrain(sb.Brain):
     """Trains a speaker-embedding student, optionally from a frozen teacher.
 
@@ -226,6 +497,70 @@ class KDBrain(sb.Brain):
         self.logit_scale = float(hparams.get("logit_scale", 30.0))
         self.tau = None
         self.kd_factor = 1.0
+        if self.tau_schedule is not None and not callable(self.tau_schedule):
+            check_hyperparameter("tau_schedule", self.tau_schedule, "tau")
+        self.teacher_source = str(hparams.get("teacher_source", "teacher"))
+        if teacher is not None:
+            self._check_teacher_classes(hparams.get("out_n_neurons"))
+        # The student's classes are the teacher's, unless embedding-only
+        # distillation gave it its own (speechbrain_kd.recipe)
+        if checkpointer is not None:
+            extra = {"random_state": RandomState()}
+            if teacher is not None and not hparams.get("embedding_only"):
+                encoder = teacher.label_encoder
+                labels = [encoder.ind2lab[i] for i in range(len(encoder))]
+                extra["teacher_classes"] = ClassOrder(
+                    labels, f"the teacher {self.teacher_source}"
+                )
+            for name, obj in extra.items():
+                if name not in checkpointer.recoverables:
+                    checkpointer.add_recoverable(name, obj, optional_load=True)
+        if type(checkpointer) is Checkpointer:
+            # Same object and state, atomic saves (no attribute is added)
+            checkpointer.__class__ = AtomicCheckpointer
+        elif checkpointer is not None and not isinstance(
+            checkpointer, AtomicCheckpointer
+        ):
+            logger.warning(
+                "The checkpointer is not an AtomicCheckpointer: a run killed "
+                "while saving can leave a checkpoint that does not load"
+            )
+        self.train_dataset = None  # an EpochDataset, set by make_dataloader
+        self.epoch = None
+        self.nonfinite_batches = []  # (epoch, step, ids, terms) this epoch
+        self._batch_ids, self._batch_terms = [], {}
+        self._nonfinite_here = False
+        self._buffers_before = None  # buffers before the current step
+        self._recovered_stats = None
+
+    def _check_teacher_classes(self, out_n_neurons):
+        """Clear error when teacher and student class counts differ."""
+        num = self.teacher.num_classes
+        if out_n_neurons is not None and int(out_n_neurons) != num:
+            raise ValueError(
+                f"out_n_neurons is {out_n_neurons} but the teacher "
+                f"{self.teacher_source} has {num} classes (its label "
+                "encoder): the student's classes are the teacher's; run "
+                f"again with --out_n_neurons={num}"
+            )
+
+    def _check_logits(self, student_logits, teacher_logits):
+        """Clear error when the logits of teacher and student disagree."""
+        n_s, n_t = student_logits.shape[-1], teacher_logits.shape[-1]
+        if n_t != self.teacher.num_classes:
+            raise ValueError(
+                f"The teacher {self.teacher_source} outputs {n_t} classes "
+                f"but its label encoder (label_encoder.ckpt) has "
+                f"{self.teacher.num_classes}: the teacher folder is "
+                "inconsistent"
+            )
+        if n_s != n_t:
+            raise ValueError(
+                f"The student classifier outputs {n_s} classes but the "
+                f"teacher {self.teacher_source} {n_t}: logit distillation "
+                "needs the same classes in the same order (set "
+                f"--out_n_neurons={n_t} and the teacher's label encoder)"
+            )
 
     def compute_forward(self, batch, stage):
         """Student (and, in training, teacher) forward pass."""
@@ -242,21 +577,118 @@ class KDBrain(sb.Brain):
         preds["lengths"] = lens
         return preds
 
-    def embed(self, wavs, lens):
-        """Student embeddings ``[batch, 1, dim]`` (as ``EncoderClassifier``)."""
-        feats = self.modules.compute_features(wavs)
-        feats = self.modules.mean_var_norm(feats, lens)
-        return self.modules.embedding_model(feats, lens)
+    def embed(self, wavs, lens, unwrap=False):
+        """Student embeddings ``[batch, 1, dim]`` (as ``EncoderClassifier``).
+
+        ``unwrap``: use the modules inside their DDP wrappers (inference on
+        one process must not join the wrappers' collective operations).
+        """
+        mods = {
+            name: unwrap_module(self.modules[name]) if unwrap else m
+            for name, m in self.modules.items()
+        }
+        feats = mods["compute_features"](wavs)
+        feats = mods["mean_var_norm"](feats, lens)
+        return mods["embedding_model"](feats, lens)
 
     @torch.no_grad()
     def encode(self, wavs, lens=None):
-        """Eval-mode student embeddings, for scoring."""
+        """Eval-mode student embeddings, for scoring (any one process)."""
         if lens is None:
             lens = torch.ones(wavs.shape[0], device=wavs.device)
         self.modules.eval()
-        emb = self.embed(wavs.to(self.device), lens.to(self.device))
+        emb = self.embed(
+            wavs.to(self.device), lens.to(self.device), unwrap=True
+        )
         self.student_taps.pop()
         return emb
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """``Brain.make_dataloader``; remembers a training ``EpochDataset``.
+
+        Its ``set_epoch`` is called at the start of every training epoch.
+        """
+        if stage == sb.Stage.TRAIN and hasattr(dataset, "set_epoch"):
+            if loader_kwargs.get("persistent_workers"):
+                raise ValueError(
+                    "train_dataloader_opts: persistent_workers is not "
+                    "supported (the workers would keep the first epoch's "
+                    "crops); remove it"
+                )
+            self.train_dataset = dataset
+        return super().make_dataloader(
+            dataset, stage, ckpt_prefix, **loader_kwargs
+        )
+
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        """Under DDP, the single-process sampler split between processes.
+
+        SpeechBrain gives a shuffled DDP run a ``DistributedSampler`` (its
+        own permutation); here every process draws the single-process
+        permutation (``ReproducibleRandomSampler``, same seed and epoch)
+        and takes every ``world_size``-th example of it, so that the
+        examples of each optimiser step are those of a single-process run
+        with ``batch_size * world_size``.
+        """
+        if (
+            self.distributed_launch
+            and loader_kwargs.get("shuffle")
+            and loader_kwargs.get("sampler") is None
+            and loader_kwargs.get("batch_sampler") is None
+            and not isinstance(dataset, IterableDataset)
+        ):
+            loader_kwargs = dict(loader_kwargs)
+            del loader_kwargs["shuffle"]
+            seed = os.environ.get("SB_GLOBAL_SEED", 563375142)
+            loader_kwargs["sampler"] = ReproducibleRandomSampler(
+                dataset, seed=seed
+            )
+        return super()._train_loader_specifics(dataset, loader_kwargs)
+
+    def _wrap_distributed(self):
+        """``Brain._wrap_distributed``, without ``SyncBatchNorm`` on CPU.
+
+        ``SyncBatchNorm`` only runs on accelerators; on CPU (gloo) every
+        process normalises with the statistics of its own part of the
+        batch, and DDP broadcasts the running statistics of process 0.
+        Learnable distillation terms are then called through their DDP
+        wrappers, so that their gradients are synchronised too.
+        """
+        if self.distributed_launch and self.device_type == "cpu":
+            for name, module in self.modules.items():
+                if any(p.requires_grad for p in module.parameters()):
+                    self.modules[name] = DistributedDataParallel(
+                        module,
+                        find_unused_parameters=self.find_unused_parameters,
+                    )
+        else:
+            super()._wrap_distributed()
+        for term in self.terms:
+            key = f"distill_{term.name}"
+            if isinstance(term.fn, torch.nn.Module) and key in self.modules:
+                term.wrapper = self.modules[key]
+
+    @mark_as_saver
+    def _save(self, path):
+        """``Brain._save`` plus the training statistics of the epoch."""
+        super()._save(path)
+        with open(path, encoding="utf-8") as f:
+            state = yaml.safe_load(f)
+        stats = getattr(self, "loss_stats", None) or {}
+        state["loss_stats"] = {k: float(v) for k, v in stats.items()}
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(yaml.dump(state))
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        """``Brain._recover``; keeps the statistics of an unfinished epoch."""
+        super()._recover(path, end_of_epoch)
+        with open(path, encoding="utf-8") as f:
+            state = yaml.safe_load(f)
+        stats = state.get("loss_stats")
+        self._recovered_stats = None if end_of_epoch or not stats else stats
 
     def compute_objectives(self, predictions, batch, stage):
         """Task loss plus the weighted distillation terms."""
@@ -268,7 +700,8 @@ class KDBrain(sb.Brain):
                 batch.id, out.reshape(len(targets), -1), targets
             )
             return loss
-        self.loss_stats["task"] += loss.detach()
+        # Accumulated in on_fit_batch_end, only when the loss is finite
+        self._batch_terms = {"task": loss.detach()}
         if self.terms:
             batch_size = len(targets)
             available = dict(predictions)
@@ -281,23 +714,133 @@ class KDBrain(sb.Brain):
                 targets=targets,
                 tau=self.tau,
             )
+            if available.get("teacher_logits") is not None:
+                self._check_logits(
+                    available["student_logits"], available["teacher_logits"]
+                )
             for term in self.terms:
                 value = term(available)
-                self.loss_stats[term.name] += value.detach()
+                self._batch_terms[term.name] = value.detach()
                 loss = loss + self.kd_factor * term.weight * value
-        self.loss_stats["steps"] += 1
         return loss
 
+    def on_fit_batch_start(self, batch, should_step):
+        """Remembers the batch IDs (named if the loss is not finite) and
+        the modules' buffers (BatchNorm statistics), restored if it is."""
+        del should_step
+        self._batch_ids = list(getattr(batch, "id", None) or [])
+        self._batch_terms = {}
+        if self._buffers_before is None:
+            self._buffers_before = [
+                b.detach().clone() for b in self.modules.buffers()
+            ]
+
+    def check_loss_isfinite(self, loss):
+        """Records a non-finite loss; ``optimizers_step`` acts on it.
+
+        Unlike ``Brain.check_loss_isfinite``, the batch never updates the
+        model: its gradients are dropped and the BatchNorm statistics its
+        forward pass updated are restored, on every process.
+        """
+        if torch.isfinite(loss):
+            return
+        self._nonfinite_here = True
+        terms = ", ".join(
+            f"{k}={float(v):.4g}" for k, v in self._batch_terms.items()
+        )
+        self.nonfinite_batches.append(
+            (self.epoch, self.step, list(self._batch_ids), terms)
+        )
+
+    def optimizers_step(self):
+        """``Brain.optimizers_step``, skipped after a non-finite loss.
+
+        Under DDP the decision is shared, so that every process skips the
+        same steps. After more than ``nonfinite_patience`` skipped steps in
+        an epoch, raises ``ValueError`` naming the epoch, step and batch IDs.
+        """
+        skip = self._nonfinite_here
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            flag = torch.tensor(float(skip), device=self.device)
+            torch.distributed.all_reduce(
+                flag, op=torch.distributed.ReduceOp.MAX
+            )
+            skip = bool(flag.item())
+        self._nonfinite_here = False
+        before, self._buffers_before = self._buffers_before, None
+        if not skip:
+            super().optimizers_step()
+            return
+        self.zero_grad(set_to_none=True)
+        with torch.no_grad():  # undo the forward's BatchNorm updates
+            for buffer, value in zip(self.modules.buffers(), before or []):
+                buffer.copy_(value)
+        self.nonfinite_count += 1
+        if self.nonfinite_batches:
+            epoch, step, ids, terms = self.nonfinite_batches[-1]
+            where = f"epoch {epoch}, step {step}, batch IDs {ids} ({terms})"
+        else:
+            where = f"epoch {self.epoch}, step {self.step}, on another process"
+        message = f"Non-finite training loss at {where}"
+        if self.nonfinite_count > self.nonfinite_patience:
+            ckpt = getattr(self.checkpointer, "checkpoints_dir", None)
+            raise ValueError(
+                f"{message}. Stopped after {self.nonfinite_count} non-finite "
+                f"batches this epoch (--nonfinite_patience="
+                f"{self.nonfinite_patience}); no weights were updated with "
+                "them and no checkpoint was written after them: the last "
+                f"checkpoint (in {ckpt}) is kept. All: "
+                f"{self.nonfinite_batches}"
+            )
+        logger.warning(
+            "%s: batch skipped, no update (%d of --nonfinite_patience=%d)",
+            message,
+            self.nonfinite_count,
+            self.nonfinite_patience,
+        )
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Adds the terms of a finite-loss batch to the epoch statistics."""
+        del batch, outputs, should_step
+        if not torch.isfinite(loss):
+            return
+        for key, value in self._batch_terms.items():
+            self.loss_stats[key] += value
+        self.loss_stats["steps"] += 1
+
     def on_stage_start(self, stage, epoch=None):
-        """Resets the statistics; sets tau and the KD warm-up factor."""
+        """Resets the statistics; sets tau and the KD warm-up factor.
+
+        After the recovery of an intra-epoch checkpoint (``self.step > 0``)
+        the training statistics continue from the checkpointed ones.
+        """
         self.loss_stats = {"task": 0.0, "steps": 0}
         for term in self.terms:
             self.loss_stats[term.name] = 0.0
+        if stage == sb.Stage.TRAIN:
+            if self.step > 0 and self._recovered_stats is not None:
+                self.loss_stats.update(self._recovered_stats)
+            self._recovered_stats = None
+            self.nonfinite_batches = []
         if stage == sb.Stage.TRAIN and epoch is not None:
+            self.epoch = epoch
+            if self.train_dataset is not None:
+                self.train_dataset.set_epoch(epoch)
             if self.tau_schedule is not None:
-                self.tau = self.tau_schedule(epoch)
+                tau = self.tau_schedule
+                self.tau = tau(epoch) if callable(tau) else tau
+                check_hyperparameter(
+                    f"tau_schedule (at epoch {epoch})", self.tau, "tau"
+                )
             if self.kd_warmup is not None:
                 self.kd_factor = self.kd_warmup(epoch)
+                if not 0 <= self.kd_factor <= 1:
+                    raise ValueError(
+                        f"kd_warmup gave {self.kd_factor} at epoch {epoch}, "
+                        "expected a factor in [0, 1]"
+                    )
         if stage != sb.Stage.TRAIN:
             self.error_metrics = MetricStats(
                 metric=functools.partial(
@@ -306,14 +849,39 @@ class KDBrain(sb.Brain):
                 n_jobs=1,
             )
 
+    def _all_processes(self, sums, stage_loss):
+        """The epoch's sums over every process under DDP (each process saw
+        its part of the data), and the mean of their average losses."""
+        if not (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
+            return sums, stage_loss
+        keys = sorted(sums)
+        values = torch.tensor(
+            [float(sums[k]) for k in keys] + [float(stage_loss)],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        torch.distributed.all_reduce(values)
+        values = values.tolist()
+        world = torch.distributed.get_world_size()
+        return dict(zip(keys, values[:-1])), values[-1] / world
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, anneals the learning rate and checkpoints."""
         if stage == sb.Stage.TRAIN:
-            steps = max(int(self.loss_stats["steps"]), 1)
+            sums, stage_loss = self._all_processes(self.loss_stats, stage_loss)
+            steps = max(int(sums["steps"]), 1)
             self.train_stats = {"loss": stage_loss}
-            for key, value in self.loss_stats.items():
+            for key, value in sums.items():
                 if key != "steps":
                     self.train_stats[key] = float(value) / steps
+            for term in self.terms:  # e.g. the FLOPs of a dynamic student
+                extra = getattr(term.fn, "epoch_stats", None)
+                if callable(extra):
+                    for key, value in extra().items():
+                        self.train_stats[f"{term.name}_{key}"] = value
             return
         stats = {
             "loss": stage_loss,

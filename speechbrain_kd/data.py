@@ -9,19 +9,52 @@ Every corpus preparation in this project writes the same files, so that
 - ``veri_test2.txt``, a VoxCeleb-format trial list: one ``label enrol test``
   line per trial, ``label`` 1 for target and 0 for non-target, where
   ``enrol`` and ``test`` are test-set IDs followed by an audio extension.
+
+Bad input fails early with one error naming the file (and line) and what
+was expected: ``read_csv`` / ``read_trials`` check the manifests and trial
+lists, ``check_audio`` checks every audio file a manifest points to before
+any training step, and ``load_audio`` checks what it reads.
+
+Audio rules (``dataio_prep`` options, keys of the recipe YAMLs):
+
+- ``sample_rate``: audio at another rate is an error, unless ``resample``
+  is True (then it is resampled on loading; ``start``/``stop`` stay in
+  samples of the file's own rate);
+- multi-channel audio is averaged to mono (``downmix``; False makes it an
+  error);
+- a training or validation segment shorter than the training crop
+  (``sentence_len``) is kept whole and zero-padded in its batch: the
+  relative lengths of the batch mask the padding in the features'
+  normalisation and in the pooling, so 1-s utterances with a 1-s crop (or
+  shorter ones) train on their real length. Segments shorter than
+  ``min_sentence_len`` seconds (default: half the crop) are rejected;
+- empty, unreadable, truncated audio and audio holding NaN or infinite
+  samples are errors.
+
+Training crops are drawn from a generator seeded by ``(seed, epoch,
+example ID)`` (``EpochDataset``), so they do not depend on the process,
+the data-loading workers or an interruption: a resumed or a multi-process
+run crops every example exactly as an uninterrupted single-process run.
 """
 
 import csv
+import hashlib
+import math
 import os
 import random
 import tempfile
 
+import numpy
 import soundfile
 import speechbrain as sb
 import torch
 
 CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
+# Longest segment load_audio reads (samples x channels, 1 GiB of float32:
+# 4.6 hours of 16-kHz mono), so that a corrupt header claiming billions of
+# samples is an error rather than an out-of-memory kill
+MAX_SAMPLES = 2**28
 
 
 def atomic_write_text(path, text):
@@ -89,32 +122,88 @@ def write_csv(rows, path):
 
 
 def read_csv(path):
-    """Reads a speaker manifest and checks its columns.
+    """Reads a speaker manifest and checks its columns and values.
+
+    Every row needs the ``CSV_FIELDS`` columns, a unique non-empty ``ID``,
+    non-empty ``wav`` and ``spk_id``, ``0 <= start < stop`` (samples) and a
+    positive ``duration``; errors name the file and the line.
 
     Returns
     -------
     list of dict
         The rows, with ``start``/``stop`` as int and ``duration`` as float.
+
+    Example
+    -------
+    >>> import os
+    >>> path = os.path.join(getfixture("tmpdir"), "bad.csv")
+    >>> _ = open(path, "w").write(
+    ...     "ID,duration,wav,start,stop,spk_id\\na,1.0,a.wav,0,16000,s\\n"
+    ...     "a,1.0,b.wav,0,16000,s\\n")
+    >>> read_csv(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...bad.csv, line 3: duplicate ID 'a' (first on line 2)
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Manifest {path} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [k for k in CSV_FIELDS if k not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path}: expected the columns {CSV_FIELDS}, missing {missing}"
-            )
-        rows = []
-        for n, row in enumerate(reader, start=2):
-            try:
-                row["start"] = int(row["start"])
-                row["stop"] = int(row["stop"])
-                row["duration"] = float(row["duration"])
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{path}, line {n}: bad number ({e})") from e
-            rows.append(row)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            missing = [k for k in CSV_FIELDS if k not in fields]
+            if missing:
+                raise ValueError(
+                    f"{path}: expected the columns {CSV_FIELDS}, missing "
+                    f"{missing}"
+                )
+            rows, first_line = [], {}
+            for n, row in enumerate(reader, start=2):
+                rows.append(_check_row(path, n, row, len(fields)))
+                line = first_line.setdefault(row["ID"], n)
+                if line != n:
+                    raise ValueError(
+                        f"{path}, line {n}: duplicate ID {row['ID']!r} "
+                        f"(first on line {line})"
+                    )
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text CSV ({e})") from e
+    except csv.Error as e:
+        raise ValueError(f"{path}: malformed CSV ({e})") from e
+    if not rows:
+        raise ValueError(f"Manifest {path} has no rows (header only)")
     return rows
+
+
+def _check_row(path, n, row, num_fields):
+    """One manifest row with numbers converted; clear error if malformed."""
+    extra = len(row.get(None) or [])
+    absent = sum(v is None for v in row.values())
+    if extra or absent:
+        raise ValueError(
+            f"{path}, line {n}: expected {num_fields} comma-separated "
+            f"fields, got {num_fields + extra - absent}"
+        )
+    try:
+        row["start"] = int(row["start"])
+        row["stop"] = int(row["stop"])
+        row["duration"] = float(row["duration"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}, line {n}: bad number ({e})") from e
+    for key in ("ID", "wav", "spk_id"):
+        if not row[key].strip():
+            raise ValueError(f"{path}, line {n}: empty {key}")
+    if not 0 <= row["start"] < row["stop"]:
+        raise ValueError(
+            f"{path}, line {n}: expected 0 <= start < stop (samples), got "
+            f"start={row['start']}, stop={row['stop']}"
+        )
+    if not (math.isfinite(row["duration"]) and row["duration"] > 0):
+        raise ValueError(
+            f"{path}, line {n}: expected a positive duration (seconds), "
+            f"got {row['duration']}"
+        )
+    return row
 
 
 def make_trials(rows, num_trials, seed):
@@ -226,45 +315,345 @@ def read_trials(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Trial list {path} does not exist")
     trials = []
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 3 or parts[0] not in ("0", "1"):
-                raise ValueError(
-                    f"{path}, line {n}: expected 'label enrol test' with "
-                    f"label 0 or 1, got {line.strip()!r}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                if len(parts) != 3 or parts[0] not in ("0", "1"):
+                    raise ValueError(
+                        f"{path}, line {n}: expected 'label enrol test' with "
+                        f"label 0 or 1, got {line.strip()!r}"
+                    )
+                trials.append(
+                    (int(parts[0]), trial_id(parts[1]), trial_id(parts[2]))
                 )
-            trials.append(
-                (int(parts[0]), trial_id(parts[1]), trial_id(parts[2]))
-            )
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text trial list ({e})") from e
     if not trials:
         raise ValueError(f"Trial list {path} is empty")
     return trials
 
 
-def load_audio(path, start=0, stop=None, sample_rate=16000):
-    """Loads ``path[start:stop]`` as a mono float32 tensor.
+def check_trials(trials_path, test_csv):
+    """Checks that every entry of a trial list is an ID of the test manifest.
 
-    Multi-channel audio is averaged to mono. A file at another sample rate
-    is an error (naming the file), not a silent mismatch.
+    Run before training, so that a trial list that does not match its test
+    set fails at once rather than after the last epoch.
+
+    Arguments
+    ---------
+    trials_path : str
+        VoxCeleb-format trial list.
+    test_csv : str
+        Test manifest (``CSV_FIELDS`` columns).
+
+    Returns
+    -------
+    list of tuple
+        The trials, as ``read_trials`` returns them.
+
+    Example
+    -------
+    >>> from speechbrain_kd.data import write_csv, write_trials
+    >>> tmp = getfixture("tmpdir")
+    >>> write_csv([dict(ID="a", duration=1.0, wav="a.wav", start=0,
+    ...                 stop=16000, spk_id="s")], tmp / "test.csv")
+    >>> write_trials([(1, "a.wav", "b.wav")], tmp / "trials.txt")
+    >>> check_trials(tmp / "trials.txt", tmp / "test.csv")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...trials.txt: 1 trial entries are not IDs of ...test.csv...
     """
+    trials = read_trials(trials_path)
+    ids = {row["ID"] for row in read_csv(test_csv)}
+    missing = sorted({i for _, e, t in trials for i in (e, t)} - ids)
+    if missing:
+        raise ValueError(
+            f"{trials_path}: {len(missing)} trial entries are not IDs of "
+            f"{test_csv} (first: {missing[:5]}); expected every enrol and "
+            "test entry to be a test-set ID plus an audio extension"
+        )
+    return trials
+
+
+def audio_info(path):
+    """``soundfile.info`` of an audio file, with clear errors.
+
+    Raises ``FileNotFoundError`` for a missing file, ``RuntimeError`` for
+    one that is not readable audio and ``ValueError`` for an empty one; all
+    name the file.
+
+    Example
+    -------
+    >>> audio_info("/no/such/file.wav")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: Audio file /no/such/file.wav does not exist
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Audio file {path} does not exist")
     try:
         info = soundfile.info(path)
     except Exception as e:  # soundfile raises several types
-        raise RuntimeError(f"Cannot read audio file {path}: {e}") from e
-    if info.samplerate != sample_rate:
+        raise RuntimeError(
+            f"Cannot read audio file {path}: expected audio that "
+            f"libsndfile reads ({', '.join(AUDIO_EXTENSIONS[:3])}...), "
+            f"got an error: {e}"
+        ) from e
+    if info.frames <= 0 or info.channels <= 0 or info.samplerate <= 0:
         raise ValueError(
-            f"{path}: sample rate {info.samplerate} Hz, expected {sample_rate}"
+            f"{path}: empty audio file ({info.frames} samples, "
+            f"{info.channels} channels, {info.samplerate} Hz)"
         )
-    stop = None if stop is None or stop <= start else stop
-    data, _ = soundfile.read(
-        path, start=start, stop=stop, dtype="float32", always_2d=True
-    )
-    if data.shape[0] == 0:
-        raise ValueError(f"{path}: no samples in [{start}, {stop})")
-    return torch.from_numpy(data.mean(axis=1))
+    return info
+
+
+def check_resampling(path, rate, target):
+    """Raises ``ValueError`` if ``rate`` Hz cannot sensibly be resampled.
+
+    Rates outside 1 kHz - 768 kHz are taken for a corrupt header, and
+    rate pairs whose reduced ratio needs a huge polyphase kernel (memory
+    grows with the product of the reduced rates) are refused: every common
+    rate (8, 11.025, 16, 22.05, 24, 32, 44.1, 48, 88.2, 96 kHz...) passes.
+
+    Example
+    -------
+    >>> check_resampling("a.wav", 44100, 16000)
+    >>> check_resampling("a.wav", 1308630848, 16000)
+    Traceback (most recent call last):
+    ...
+    ValueError: a.wav: sample rate 1308630848 Hz, expected 16000 Hz...
+    """
+    gcd = math.gcd(int(rate), int(target))
+    if not 1000 <= rate <= 768000 or (rate // gcd) * (target // gcd) > 10**6:
+        raise ValueError(
+            f"{path}: sample rate {rate} Hz, expected {target} Hz and "
+            "cannot resample it (implausible rate or ratio: corrupt header?)"
+        )
+
+
+def load_audio(
+    path, start=0, stop=None, sample_rate=16000, resample=False, downmix=True
+):
+    """Loads ``path[start:stop]`` as a mono float32 tensor.
+
+    Arguments
+    ---------
+    path : str
+        Audio file (anything libsndfile reads: wav, flac, ogg...).
+    start, stop : int
+        Segment in samples of the file's own rate, ``stop`` exclusive;
+        ``stop`` None (or ``<= start``) reads to the end of the file.
+    sample_rate : int
+        The rate expected (Hz).
+    resample : bool
+        False: a file at another rate is an error (naming the file). True:
+        it is resampled to ``sample_rate``.
+    downmix : bool
+        True: multi-channel audio is averaged to mono. False: an error.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[samples]`` float32, finite.
+
+    Raises ``FileNotFoundError``, ``RuntimeError`` (unreadable) or
+    ``ValueError`` (empty, wrong rate or channels, segment outside the file,
+    truncated, NaN or infinite samples), each naming the file.
+
+    Example
+    -------
+    >>> import os, numpy, soundfile
+    >>> path = os.path.join(getfixture("tmpdir"), "a.wav")
+    >>> soundfile.write(path, numpy.zeros((8000, 2)), 8000)
+    >>> load_audio(path, sample_rate=16000)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...a.wav: sample rate 8000 Hz, expected 16000 Hz...
+    >>> load_audio(path, sample_rate=16000, resample=True).shape
+    torch.Size([16000])
+    """
+    path = str(path)
+    info = audio_info(path)
+    if info.samplerate != sample_rate and not resample:
+        raise ValueError(
+            f"{path}: sample rate {info.samplerate} Hz, expected "
+            f"{sample_rate} Hz (resample the corpus, or set resample: True "
+            "to resample on loading)"
+        )
+    if info.channels > 1 and not downmix:
+        raise ValueError(
+            f"{path}: {info.channels} channels, expected mono (or set "
+            "downmix: True to average the channels)"
+        )
+    if info.samplerate != sample_rate:
+        check_resampling(path, info.samplerate, sample_rate)
+    start = int(start)
+    stop = None if stop is None or stop <= start else int(stop)
+    end = info.frames if stop is None else stop
+    if not 0 <= start < end <= info.frames:
+        raise ValueError(
+            f"{path}: segment [{start}, {end}) is empty or outside the file "
+            f"({info.frames} samples)"
+        )
+    if (end - start) * info.channels > MAX_SAMPLES:
+        raise ValueError(
+            f"{path}: segment [{start}, {end}) x {info.channels} channels "
+            f"is longer than {MAX_SAMPLES} samples (a corrupt header, or "
+            "cut the recording into segments in the manifest)"
+        )
+    try:
+        data, _ = soundfile.read(
+            path, start=start, stop=stop, dtype="float32", always_2d=True
+        )
+    except Exception as e:  # decoding errors of a damaged file
+        raise RuntimeError(f"Cannot decode audio file {path}: {e}") from e
+    if data.shape[0] != end - start:
+        raise ValueError(
+            f"{path}: read {data.shape[0]} samples of [{start}, {end}), "
+            "expected all of them (truncated or damaged file?)"
+        )
+    if not numpy.isfinite(data).all():
+        raise ValueError(f"{path}: holds NaN or infinite samples")
+    sig = torch.from_numpy(data.mean(axis=1))
+    if info.samplerate != sample_rate:
+        import torchaudio.functional
+
+        sig = torchaudio.functional.resample(sig, info.samplerate, sample_rate)
+    return sig
+
+
+def check_audio(
+    rows,
+    csv_path,
+    data_folder="",
+    sample_rate=16000,
+    resample=False,
+    downmix=True,
+    min_duration=0.0,
+):
+    """Checks every audio file a manifest points to, before any training.
+
+    Reads only the headers (about 0.25 ms a file), and raises one error
+    listing how many rows are bad and the first ones with the reason:
+    missing, unreadable or empty file, wrong sample rate (unless
+    ``resample``), several channels (unless ``downmix``), a segment that
+    ends after the file, or shorter than ``min_duration`` seconds.
+
+    Arguments
+    ---------
+    rows : list of dict
+        Manifest rows as ``read_csv`` returns them.
+    csv_path : str
+        The manifest (named in the error).
+    data_folder : str
+        Folder that relative ``wav`` paths are relative to.
+    sample_rate, resample, downmix
+        As ``load_audio``.
+    min_duration : float
+        Shortest segment accepted, in seconds.
+
+    Example
+    -------
+    >>> import numpy, soundfile
+    >>> tmp = getfixture("tmpdir")
+    >>> soundfile.write(tmp / "a.wav", numpy.zeros(4000), 16000)
+    >>> rows = [dict(ID="a", wav="a.wav", start=0, stop=4000)]
+    >>> check_audio(rows, "m.csv", str(tmp), min_duration=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: m.csv: 1 of 1 rows have bad audio...0.25 s, shorter than...
+    """
+    infos, problems = {}, []
+    for n, row in enumerate(rows, start=2):
+        path = row["wav"].replace("$data_root", data_folder)  # as from_csv
+        if not os.path.isabs(path):
+            path = os.path.join(data_folder, path)
+        if path not in infos:
+            try:
+                infos[path] = audio_info(path)
+                if resample and infos[path].samplerate != sample_rate:
+                    check_resampling(path, infos[path].samplerate, sample_rate)
+            except (OSError, RuntimeError, ValueError) as e:
+                infos[path] = e
+        info = infos[path]
+        if isinstance(info, Exception):
+            problem = str(info)
+        elif info.samplerate != sample_rate and not resample:
+            problem = (
+                f"{path}: sample rate {info.samplerate} Hz, expected "
+                f"{sample_rate} Hz (or set resample: True)"
+            )
+        elif info.channels > 1 and not downmix:
+            problem = f"{path}: {info.channels} channels, expected mono"
+        elif row["stop"] > info.frames:
+            problem = (
+                f"{path}: segment ends at sample {row['stop']}, after the "
+                f"end of the file ({info.frames} samples)"
+            )
+        elif (row["stop"] - row["start"]) / info.samplerate < min_duration:
+            seconds = (row["stop"] - row["start"]) / info.samplerate
+            problem = (
+                f"{path}: segment of {seconds:.3g} s, shorter than "
+                f"min_sentence_len={min_duration:.3g} s"
+            )
+        else:
+            continue
+        problems.append(f"line {n} (ID {row['ID']}): {problem}")
+    if problems:
+        raise ValueError(
+            f"{csv_path}: {len(problems)} of {len(rows)} rows have bad "
+            "audio; fix or remove them (first ones: "
+            + "; ".join(problems[:5])
+            + ")"
+        )
+
+
+def crop_generator(seed, epoch, key):
+    """A ``torch.Generator`` seeded from ``(seed, epoch, key)``.
+
+    The same in every process and every run: the random crops of an
+    example depend only on the seed, the epoch and the example's ID.
+
+    Example
+    -------
+    >>> import torch
+    >>> a = torch.rand(3, generator=crop_generator(1986, 2, "utt1"))
+    >>> b = torch.rand(3, generator=crop_generator(1986, 2, "utt1"))
+    >>> bool((a == b).all())
+    True
+    """
+    text = f"{seed}:{epoch}:{key}".encode()
+    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+class EpochDataset(sb.dataio.dataset.DynamicItemDataset):
+    """A ``DynamicItemDataset`` that knows the current training epoch.
+
+    ``KDBrain`` calls ``set_epoch`` at the start of every training epoch
+    (before the data-loading workers start), so that per-example
+    randomness (``crop_generator``) is a function of ``(seed, epoch, ID)``.
+    Not for ``persistent_workers`` loaders (the workers would keep the
+    epoch they started with).
+
+    Example
+    -------
+    >>> from speechbrain_kd.data import EpochDataset
+    >>> ds = EpochDataset({"a": {"x": 1}})
+    >>> ds.set_epoch(3)
+    >>> ds.epoch
+    3
+    """
+
+    epoch = 0
+
+    def set_epoch(self, epoch):
+        """Sets the epoch that seeds per-example randomness."""
+        self.epoch = int(epoch)
 
 
 def random_crop(sig, num_samples, generator=None):
@@ -289,48 +678,86 @@ def dataio_prep(hparams, label_encoder):
     """Builds the train / valid / test datasets of a speaker recipe.
 
     Training examples are random crops of ``sentence_len`` seconds of each
-    manifest row; validation examples are the whole rows (held-out crops);
-    test examples are whole utterances (for embedding extraction).
+    manifest row (a shorter row is kept whole and padded in its batch);
+    validation examples are the whole rows (held-out crops); test examples
+    are whole utterances (for embedding extraction). Every manifest, the
+    trial list and (``check_audio``) every audio header are checked first,
+    so that bad input fails before the first training step.
 
     Arguments
     ---------
     hparams : dict
         Needs ``train_csv``, ``valid_csv``, ``test_csv``, ``data_folder``,
-        ``sentence_len`` and ``sample_rate``.
+        ``sentence_len`` and ``sample_rate``. Optional: ``seed`` (of the
+        crops, default 0), ``resample`` (default False: audio at another
+        rate is an error), ``downmix`` (default True: multi-channel audio
+        is averaged), ``min_sentence_len`` (seconds, default half of
+        ``sentence_len``: shorter train/valid rows are an error),
+        ``check_audio`` (default True) and ``verification_file`` (its
+        entries must be test IDs).
     label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
         Maps ``spk_id`` to class indices (must know every training speaker).
 
     Returns
     -------
     dict
-        ``{"train", "valid", "test"}`` DynamicItemDatasets providing ``sig``
-        and (train/valid) ``spk_id_encoded``.
+        ``{"train", "valid", "test"}`` datasets providing ``sig`` and
+        (train/valid) ``spk_id_encoded``; ``train`` is an ``EpochDataset``.
     """
     data_folder = hparams["data_folder"]
     sample_rate = hparams["sample_rate"]
     crop = int(hparams["sentence_len"] * sample_rate)
+    seed = hparams.get("seed", 0)
+    audio_opts = dict(
+        sample_rate=sample_rate,
+        resample=bool(hparams.get("resample", False)),
+        downmix=bool(hparams.get("downmix", True)),
+    )
+    min_len = hparams.get("min_sentence_len")
+    if min_len is None:
+        min_len = hparams["sentence_len"] / 2
+    if not 0 <= min_len <= hparams["sentence_len"]:
+        raise ValueError(
+            f"min_sentence_len must be in [0, sentence_len="
+            f"{hparams['sentence_len']}] seconds, got {min_len}"
+        )
 
-    datasets = {}
+    datasets, rows = {}, {}
     for split in ("train", "valid", "test"):
         csv_path = hparams[f"{split}_csv"]
-        read_csv(csv_path)  # checks columns and numbers, with clear errors
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_csv(
+        rows[split] = read_csv(csv_path)  # columns, numbers, unique IDs
+        if hparams.get("check_audio", True):
+            check_audio(
+                rows[split],
+                csv_path,
+                data_folder,
+                min_duration=0.0 if split == "test" else min_len,
+                **audio_opts,
+            )
+        cls = EpochDataset if split == "train" else None
+        cls = cls or sb.dataio.dataset.DynamicItemDataset
+        datasets[split] = cls.from_csv(
             csv_path, replacements={"data_root": data_folder}
         )
+    if hparams.get("verification_file"):
+        check_trials(hparams["verification_file"], hparams["test_csv"])
 
     def resolve(wav):
         return wav if os.path.isabs(wav) else os.path.join(data_folder, wav)
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    train_set = datasets["train"]
+
+    @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
-    def train_audio(wav, start, stop):
-        sig = load_audio(resolve(wav), int(start), int(stop), sample_rate)
-        return random_crop(sig, crop)
+    def train_audio(utt_id, wav, start, stop):
+        sig = load_audio(resolve(wav), int(start), int(stop), **audio_opts)
+        generator = crop_generator(seed, train_set.epoch, utt_id)
+        return random_crop(sig, crop, generator=generator)
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def eval_audio(wav, start, stop):
-        return load_audio(resolve(wav), int(start), int(stop), sample_rate)
+        return load_audio(resolve(wav), int(start), int(stop), **audio_opts)
 
     @sb.utils.data_pipeline.takes("spk_id")
     @sb.utils.data_pipeline.provides("spk_id_encoded")
@@ -341,7 +768,7 @@ def dataio_prep(hparams, label_encoder):
         {
             row["spk_id"]
             for split in ("train", "valid")
-            for row in read_csv(hparams[f"{split}_csv"])
+            for row in rows[split]
             if row["spk_id"] not in label_encoder.lab2ind
         }
     )

@@ -1,24 +1,57 @@
-"""Glue shared by the recipe scripts: classes, scoring and publishing.
+"""Glue shared by the recipe scripts: teacher, classes, training, scoring.
 
-The recipe scripts (``recipes/*/train_teacher.py``, ``train_kd.py``) stay
-short: parse arguments, prepare data, build ``KDBrain`` from the YAML, fit,
-then call ``verify`` and ``publish`` from here.
+The recipe scripts (``recipes/*/train_teacher.py``, ``train_kd.py``,
+``verify.py``) stay short: parse arguments, prepare data, then::
+
+    teacher = load_teacher(hparams, run_opts)
+    label_encoder = student_label_encoder(hparams, teacher)
+    datasets = prepare_datasets(hparams, label_encoder)
+    brain = make_brain(hparams, run_opts, teacher)
+    fit(brain, datasets, hparams)
+    evaluate_and_publish(brain, hparams_file, overrides, label_encoder,
+                         datasets, card, teacher)
+
+Scoring (``verify``) embeds the test utterances once and scores every
+trial list of ``trial_lists`` with every back-end of ``scoring``: cosine,
+z/t/s-norm and adaptive s-norm against a cohort of training utterances,
+PLDA (see ``speechbrain_kd.verification``).
 """
 
 import json
 import logging
 import os
+import random
+import shutil
 
 import speechbrain as sb
 import torch
+from speechbrain.dataio.batch import PaddedData
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from speechbrain_kd.data import atomic_write_text, read_csv
+from speechbrain_kd.brain import KDBrain
+from speechbrain_kd.data import (
+    atomic_write_text,
+    dataio_prep,
+    load_audio,
+    read_csv,
+    read_trials,
+    write_csv,
+)
 from speechbrain_kd.export import check_export, export_pretrained
-from speechbrain_kd.verification import evaluate_trials, extract_embeddings
+from speechbrain_kd.teachers import FrozenTeacher
+from speechbrain_kd.verification import (
+    SCORING_METHODS,
+    detection_metrics,
+    extract_embeddings,
+    score_trials,
+    train_plda,
+    write_scores,
+)
 
 logger = logging.getLogger(__name__)
+
+UNKNOWN_SPEAKER_MODES = ("error", "embedding_only")
 
 
 def label_encoder_from_csv(csv_path, save_path):
@@ -42,44 +75,446 @@ def check_num_classes(hparams, label_encoder, origin):
     label_encoder.expect_len(num_classes)
 
 
+def load_teacher(hparams, run_opts):
+    """The frozen teacher of ``teacher_source`` (folder or hub id).
+
+    Uses ``teacher_logit_scale`` and the optional ``teacher_taps``; files
+    are linked into ``<save_folder>/teacher``. SpeechBrain reuses files
+    linked there by an earlier run, even of another ``teacher_source``, so
+    the folder is emptied and linked afresh, by one process at a time
+    under ``torchrun``.
+    """
+    savedir = os.path.join(hparams["save_folder"], "teacher")
+    if sb.utils.distributed.if_main_process():
+        shutil.rmtree(savedir, ignore_errors=True)
+    sb.utils.distributed.ddp_barrier()
+    teacher = None
+    for rank in range(int(os.environ.get("WORLD_SIZE", 1))):
+        if rank == int(os.environ.get("RANK", 0)):
+            teacher = FrozenTeacher.from_pretrained(
+                hparams["teacher_source"],
+                savedir=savedir,
+                device=(run_opts or {}).get("device", "cpu"),
+                logit_scale=hparams["teacher_logit_scale"],
+                taps=hparams.get("teacher_taps"),
+            )
+        sb.utils.distributed.ddp_barrier()
+    return teacher
+
+
+def student_label_encoder(hparams, teacher):
+    """The student's classes: the teacher's label encoder.
+
+    Logit distillation compares teacher and student class by class, so the
+    student's classifier follows the teacher's label encoder. When some
+    training speakers are unknown to the teacher, ``unknown_speakers``
+    decides:
+
+    - ``error`` (default): a clear error naming them;
+    - ``embedding_only``: the student gets its own classes (the speakers of
+      ``train_csv``, saved in ``<save_folder>/label_encoder.txt``) and the
+      method's ``distill_terms`` are replaced by ``embedding_distill_terms``
+      (terms on ``student_embedding`` / ``teacher_embedding`` only, e.g. a
+      cosine loss); a run without distillation (nokd) stays without.
+      ``hparams["embedding_only"]`` is then set: ``make_brain`` lets the
+      student's class count differ from the teacher's and the teacher's
+      logits (over other classes) are dropped.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded YAML (``distill_terms`` may be replaced in place).
+    teacher : speechbrain_kd.teachers.FrozenTeacher
+        The teacher.
+
+    Returns
+    -------
+    speechbrain.dataio.encoder.CategoricalEncoder
+    """
+    mode = hparams.get("unknown_speakers", "error")
+    if mode not in UNKNOWN_SPEAKER_MODES:
+        raise ValueError(
+            f"unknown_speakers must be one of {list(UNKNOWN_SPEAKER_MODES)}, "
+            f"got {mode!r}"
+        )
+    speakers = {row["spk_id"] for row in read_csv(hparams["train_csv"])}
+    known = teacher.label_encoder.lab2ind
+    unknown = sorted(s for s in speakers if s not in known)
+    if not unknown:
+        return teacher.label_encoder
+    if mode == "error":
+        raise ValueError(
+            f"{len(unknown)} of the {len(speakers)} speakers of "
+            f"{hparams['train_csv']} are unknown to the teacher "
+            f"{hparams['teacher_source']} ({len(known)} classes), e.g. "
+            f"{unknown[:5]}. Logit distillation needs the teacher's classes: "
+            "train on speakers the teacher knows, or set "
+            "--unknown_speakers=embedding_only to distil the teacher's "
+            "embedding only (the student then has its own classifier over "
+            "the training speakers)"
+        )
+    encoder = label_encoder_from_csv(
+        hparams["train_csv"],
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+    )
+    if hparams.get("distill_terms"):
+        terms = hparams.get("embedding_distill_terms")
+        if not terms:
+            raise ValueError(
+                "unknown_speakers is embedding_only but the YAML has no "
+                "embedding_distill_terms (terms on student_embedding / "
+                "teacher_embedding) to replace the logit distill_terms"
+            )
+        hparams["distill_terms"] = terms
+    hparams["embedding_only"] = True
+    logger.warning(
+        "%d training speakers are unknown to the teacher: embedding-only "
+        "distillation (%s), student classifier over the %d training "
+        "speakers",
+        len(unknown),
+        ", ".join(hparams.get("distill_terms") or {}) or "no distillation",
+        len(encoder),
+    )
+    return encoder
+
+
+def random_chunk_csv(train_csv, dest, sample_rate):
+    """A copy of a manifest whose rows span their whole audio file.
+
+    SpeechBrain's VoxCeleb recipe (``random_chunk: True``) trains on a
+    random crop of the whole *file* of each ``train.csv`` row, whose
+    ``duration`` column is the file's duration (rows are 3 s chunks of
+    it, so long files are drawn more often). With ``start=0`` and
+    ``stop=duration * sample_rate``, ``speechbrain_kd.data``'s random
+    crop of ``sentence_len`` does the same.
+
+    Example
+    -------
+    >>> import os
+    >>> src = os.path.join(getfixture("tmpdir"), "t.csv")
+    >>> write_csv([dict(ID="a_0.0_3.0", duration=7.5, wav="a.wav",
+    ...                 start=0, stop=48000, spk_id="s")], src)
+    >>> dest = random_chunk_csv(src, src + ".rc", 16000)
+    >>> row = read_csv(dest)[0]
+    >>> row["start"], row["stop"]
+    (0, 120000)
+    """
+    rows = [
+        # floor: the 4-decimal duration never points past the file's end
+        dict(row, start=0, stop=int(row["duration"] * sample_rate))
+        for row in read_csv(train_csv)
+    ]
+    write_csv(rows, dest)
+    return dest
+
+
+def prepare_datasets(hparams, label_encoder):
+    """``speechbrain_kd.data.dataio_prep``, with ``random_chunk`` support.
+
+    With ``random_chunk: True`` (VoxCeleb manifests, whose ``duration`` is
+    the file's), training examples are random ``sentence_len`` crops of
+    the whole file of each row (``random_chunk_csv``).
+    """
+    if not hparams.get("random_chunk"):
+        return dataio_prep(hparams, label_encoder)
+    dest = os.path.join(hparams["save_folder"], "train_random_chunk.csv")
+    sb.utils.distributed.run_on_main(
+        random_chunk_csv,
+        args=[hparams["train_csv"], dest, hparams["sample_rate"]],
+    )
+    return dataio_prep(dict(hparams, train_csv=dest), label_encoder)
+
+
+def build_augmenter(
+    noise_csv=None,
+    rir_csv=None,
+    add_noise=None,
+    add_reverb=None,
+    extra=(),
+    augmenter=None,
+):
+    """SpeechBrain's speaker-recipe waveform augmentation, or None.
+
+    Arguments
+    ---------
+    noise_csv, rir_csv : str, optional
+        CSVs of noise recordings / room impulse responses, as
+        ``speechbrain.augment.preparation.prepare_csv`` writes them. With
+        neither, augmentation is off (None).
+    add_noise, add_reverb : callable
+        ``AddNoise`` / ``AddReverb`` partials (``!name:``); the CSV is
+        passed as ``csv_file``.
+    extra : sequence
+        Augmentations that need no data (``DropFreq``, ``DropChunk``),
+        used only when a CSV is given.
+    augmenter : callable
+        An ``Augmenter`` partial; all augmentations are applied (in
+        parallel, with ``parallel_augment``).
+
+    Returns
+    -------
+    speechbrain.augment.augmenter.Augmenter or None
+    """
+    if not noise_csv and not rir_csv:
+        return None
+    augmentations = []
+    for csv_path, make, key in (
+        (noise_csv, add_noise, "noise_csv"),
+        (rir_csv, add_reverb, "rir_csv"),
+    ):
+        if not csv_path:
+            continue
+        if not os.path.isfile(csv_path):
+            raise FileNotFoundError(
+                f"{key} {csv_path!r} does not exist (a CSV of audio files, "
+                "see speechbrain.augment.preparation.prepare_csv)"
+            )
+        augmentations.append(make(csv_file=csv_path))
+    augmentations += list(extra or ())
+    n = len(augmentations)
+    return augmenter(
+        augmentations=augmentations, min_augmentations=n, max_augmentations=n
+    )
+
+
+class AugmentKDBrain(KDBrain):
+    """``KDBrain`` that augments the training waveforms with ``wav_augment``.
+
+    ``wav_augment`` (an ``Augmenter`` or None, see ``build_augmenter``)
+    transforms each training batch before teacher and student see it, as
+    in SpeechBrain's ECAPA recipe; with ``concat_original`` and parallel
+    augmentations the batch grows and the labels are replicated.
+    """
+
+    def compute_forward(self, batch, stage):
+        """Augments (training only), then ``KDBrain.compute_forward``."""
+        augment = getattr(self.hparams, "wav_augment", None)
+        if stage == sb.Stage.TRAIN and augment is not None:
+            batch = batch.to(self.device)
+            wavs, lens = batch.sig
+            wavs, lens = augment(wavs, lens)
+            labels, label_lens = batch.spk_id_encoded
+            batch.sig = PaddedData(wavs, lens)
+            batch.spk_id_encoded = PaddedData(
+                augment.replicate_labels(labels),
+                augment.replicate_labels(label_lens),
+            )
+        preds = super().compute_forward(batch, stage)
+        if getattr(self.hparams, "embedding_only", False):
+            # The teacher's classes are not the student's: only its
+            # embedding is distilled.
+            preds.pop("teacher_logits", None)
+        return preds
+
+
+def make_brain(hparams, run_opts, teacher=None):
+    """The recipe's Brain (``AugmentKDBrain``) from the loaded YAML.
+
+    In embedding-only mode (see ``student_label_encoder``) the student has
+    its own classes, so ``out_n_neurons`` is not checked against the
+    teacher's class count (it was checked against the training speakers).
+    """
+    if hparams.get("embedding_only"):
+        hparams = dict(hparams, out_n_neurons=None)
+    return AugmentKDBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        teacher=teacher,
+    )
+
+
+def fit(brain, datasets, hparams):
+    """Trains, then loads the checkpoint with the lowest error rate."""
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+
+
+def manifest_dataset(rows, hparams):
+    """Whole-row audio (``id``, ``sig``, ``spk_id``) of manifest rows."""
+    data_folder = hparams["data_folder"]
+    sample_rate = hparams["sample_rate"]
+    data = {
+        row["ID"]: {
+            "wav": row["wav"],
+            "start": row["start"],
+            "stop": row["stop"],
+            "spk_id": row["spk_id"],
+            "duration": row["duration"],
+            "length": row["stop"] - row["start"],
+        }
+        for row in rows
+    }
+    dataset = sb.dataio.dataset.DynamicItemDataset(data)
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio(wav, start, stop):
+        if not os.path.isabs(wav):
+            wav = os.path.join(data_folder, wav)
+        return load_audio(wav, int(start), int(stop), sample_rate)
+
+    sb.dataio.dataset.add_dynamic_item([dataset], audio)
+    dataset.set_output_keys(["id", "sig", "spk_id"])
+    return dataset
+
+
+def backend_rows(hparams, num_utts):
+    """``num_utts`` training rows drawn at random (seeded), for the cohort
+    of score normalisation and the PLDA training set."""
+    rows = read_csv(hparams["train_csv"])
+    opts = hparams.get("cohort_opts") or {}
+    random.Random(opts.get("seed", 1234)).shuffle(rows)
+    return rows[:num_utts]
+
+
+def scoring_methods(hparams):
+    """The back-ends of ``scoring`` (default: cosine), checked."""
+    methods = hparams.get("scoring") or ["cosine"]
+    if isinstance(methods, str):
+        methods = [methods]
+    bad = [m for m in methods if m not in SCORING_METHODS]
+    if bad:
+        raise ValueError(
+            f"scoring: unknown back-ends {bad}; expected some of "
+            f"{list(SCORING_METHODS)}"
+        )
+    return list(methods)
+
+
+def trial_lists(hparams):
+    """``{name: path}`` of ``trial_lists`` (or ``verification_file``)."""
+    lists = hparams.get("trial_lists")
+    if not lists:
+        return {"trials": hparams["verification_file"]}
+    if not isinstance(lists, dict):
+        raise ValueError(
+            f"trial_lists must map names to trial files, got {lists!r}"
+        )
+    return dict(lists)
+
+
+def _backends(encode, hparams, methods):
+    """Cohort embeddings and trained PLDA the methods need."""
+    cohort_opts = hparams.get("cohort_opts") or {}
+    plda_opts = dict(hparams.get("plda_opts") or {})
+    needs_cohort = any(m.endswith("-norm") for m in methods)
+    n_cohort = int(cohort_opts.get("num_utts", 20000)) if needs_cohort else 0
+    n_plda = int(plda_opts.pop("num_utts", 100000)) if "plda" in methods else 0
+    out = {"cohort": None, "plda": None, "top_k": cohort_opts.get("top_k")}
+    if not n_cohort and not n_plda:
+        return out
+    rows = backend_rows(hparams, max(n_cohort, n_plda))
+    loader = make_dataloader(
+        manifest_dataset(rows, hparams).filtered_sorted(sort_key="length"),
+        **hparams["test_dataloader_opts"],
+    )
+    embeddings = extract_embeddings(encode, loader)
+    ids = [row["ID"] for row in rows]
+    if n_cohort:
+        out["cohort"] = torch.stack([embeddings[i] for i in ids[:n_cohort]])
+        logger.info("Score-normalisation cohort: %d training rows", n_cohort)
+    if n_plda:
+        plda_rows = rows[:n_plda]
+        out["plda"] = train_plda(
+            torch.stack([embeddings[r["ID"]] for r in plda_rows]),
+            [r["spk_id"] for r in plda_rows],
+            **plda_opts,
+        )
+        logger.info("PLDA trained on %d training rows", len(plda_rows))
+    return out
+
+
 def verify(encode, test_set, hparams, name):
-    """Cosine-scores the trial list with ``encode``; logs and writes results.
+    """Scores every trial list with every back-end; logs and writes results.
+
+    The test utterances are embedded once; so are the training rows of the
+    cohort (``cohort_opts``: ``num_utts``, ``top_k`` of ``as-norm``,
+    ``seed``) and of PLDA (``plda_opts``: ``num_utts`` and the arguments
+    of ``speechbrain_kd.verification.train_plda``) when ``scoring`` asks
+    for them.
 
     Arguments
     ---------
     encode : callable
         ``encode(wavs, wav_lens) -> [batch, 1, dim]`` embeddings.
     test_set : DynamicItemDataset
-        Test utterances (``id``, ``sig``).
+        Test utterances (``id``, ``sig``): every utterance of every list.
     hparams : dict
-        Needs ``verification_file``, ``test_dataloader_opts``,
-        ``output_folder`` and ``p_target``.
+        Needs ``verification_file`` or ``trial_lists`` (``{name: file}``),
+        ``test_dataloader_opts``, ``output_folder`` and ``p_target``;
+        optionally ``scoring`` (default ``[cosine]``), ``cohort_opts``,
+        ``plda_opts``, ``train_csv`` (cohort / PLDA rows) and
+        ``save_scores`` (per-trial score files in ``<output_folder>/
+        scores``).
     name : str
         Name of the model in the logs and in ``verification.json``.
 
     Returns
     -------
     dict
-        ``EER`` (percent), ``minDCF`` and trial counts.
+        The first list's first back-end: ``EER`` (percent), ``minDCF``,
+        ``minDCF_norm``, trial counts, ``trial_list``, ``scoring``; and
+        ``by_list``: ``{list: {back-end: the same figures}}``.
     """
+    methods = scoring_methods(hparams)
+    lists = trial_lists(hparams)
     # Sorted by duration, so that batches hold (almost) no padding.
     test_set = test_set.filtered_sorted(sort_key="duration")
     loader = make_dataloader(test_set, **hparams["test_dataloader_opts"])
     embeddings = extract_embeddings(encode, loader)
-    result = evaluate_trials(
-        embeddings, hparams["verification_file"], hparams["p_target"]
-    )
-    logger.info(
-        "%s: EER %.2f %%, minDCF(p=%.2g) %.4f (normalised %.4f) on %d + %d "
-        "trials",
-        name,
-        result["EER"],
-        hparams["p_target"],
-        result["minDCF"],
-        result["minDCF_norm"],
-        result["target_trials"],
-        result["nontarget_trials"],
-    )
+    backends = _backends(encode, hparams, methods)
+    p_target = hparams["p_target"]
+    by_list = {}
+    for list_name, path in lists.items():
+        trials = read_trials(path)
+        by_list[list_name] = {}
+        for method in methods:
+            scores, labels = score_trials(
+                embeddings, trials, method, **backends
+            )
+            if labels.all() or not labels.any():
+                raise ValueError(
+                    f"{path} needs both target (1) and non-target (0) trials"
+                )
+            if hparams.get("save_scores"):
+                write_scores(
+                    os.path.join(
+                        hparams["output_folder"],
+                        "scores",
+                        f"{name}_{list_name}_{method}.txt",
+                    ),
+                    trials,
+                    scores,
+                )
+            result = detection_metrics(
+                scores[labels], scores[~labels], p_target
+            )
+            by_list[list_name][method] = result
+            logger.info(
+                "%s, %s, %s: EER %.3f %%, minDCF(p=%.2g) %.4f (normalised "
+                "%.4f) on %d + %d trials",
+                name,
+                list_name,
+                method,
+                result["EER"],
+                p_target,
+                result["minDCF"],
+                result["minDCF_norm"],
+                result["target_trials"],
+                result["nontarget_trials"],
+            )
+    first = next(iter(lists))
+    result = dict(by_list[first][methods[0]])
+    result.update(trial_list=first, scoring=methods[0], by_list=by_list)
     path = os.path.join(hparams["output_folder"], "verification.json")
     previous = {}
     if os.path.isfile(path):
@@ -138,3 +573,48 @@ def publish(brain, hparams_file, overrides, label_encoder, datasets, card):
         diff,
     )
     return dest
+
+
+def _card_figures(result, prefix=""):
+    label = f"{result['trial_list']}, {result['scoring']}"
+    return {
+        f"{prefix}EER (%)": f"{result['EER']:.3f} ({label})",
+        f"{prefix}minDCF": f"{result['minDCF']:.4f}",
+    }
+
+
+def evaluate_and_publish(
+    brain,
+    hparams_file,
+    overrides,
+    label_encoder,
+    datasets,
+    card,
+    teacher=None,
+    name="student",
+):
+    """Scores teacher (unless ``evaluate_teacher: False``) and the Brain's
+    model on the trial lists, then publishes the model with a model card
+    holding the figures (main process only).
+
+    Returns
+    -------
+    dict or None
+        ``{"teacher": ..., name: ...}`` as ``verify`` returns them (None on
+        other processes).
+    """
+    if not sb.utils.distributed.if_main_process():
+        return None
+    hparams = brain.hparams.__dict__
+    results = {}
+    card = dict(card)
+    if teacher is not None and hparams.get("evaluate_teacher", True):
+        results["teacher"] = verify(
+            teacher.encode, datasets["test"], hparams, "teacher"
+        )
+    results[name] = verify(brain.encode, datasets["test"], hparams, name)
+    card.update(_card_figures(results[name]))
+    if "teacher" in results:
+        card.update(_card_figures(results["teacher"], "teacher "))
+    publish(brain, hparams_file, overrides, label_encoder, datasets, card)
+    return results

@@ -19,6 +19,34 @@ from speechbrain_kd.taps import LayerTaps
 logger = logging.getLogger(__name__)
 
 
+def local_overrides(source):
+    """Overrides that make a downloaded hub folder load from where it is.
+
+    SpeechBrain's hub models (e.g. ``speechbrain/spkrec-ecapa-voxceleb``)
+    name their files in the Pretrainer's ``paths`` from a top-level
+    ``pretrained_path: <hub id>``, so a local copy of such a folder would
+    still be fetched from the hub; pointing ``pretrained_path`` at the
+    folder loads the local files (``label_encoder.txt`` included).
+
+    Example
+    -------
+    >>> folder = getfixture("tmpdir")
+    >>> _ = (folder / "hyperparams.yaml").write("pretrained_path: a/b\\n")
+    >>> local_overrides(str(folder)) == {"pretrained_path": str(folder)}
+    True
+    >>> local_overrides("speechbrain/spkrec-ecapa-voxceleb")
+    {}
+    """
+    path = os.path.join(source, "hyperparams.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        text = f.read()
+    if re.search(r"^pretrained_path\s*:", text, flags=re.MULTILINE) is None:
+        return {}
+    return {"pretrained_path": os.path.abspath(source)}
+
+
 class FrozenTeacher(torch.nn.Module):
     """A pretrained speaker model that stays in eval mode without gradients.
 
@@ -65,7 +93,10 @@ class FrozenTeacher(torch.nn.Module):
                 "train_teacher.py, or give a pretrained folder or hub id"
             )
         encoder = EncoderClassifier.from_hparams(
-            source=source, savedir=savedir, run_opts={"device": device}
+            source=source,
+            savedir=savedir,
+            run_opts={"device": device},
+            overrides=local_overrides(source),
         )
         label_encoder = encoder.hparams.label_encoder
         if label_encoder is None or len(label_encoder) == 0:

@@ -14,23 +14,27 @@ that its embeddings equal the training-time ones.
 """
 
 import logging
-import os
 import sys
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from mini_prepare import prepare_corpus
 
-from speechbrain_kd.brain import KDBrain
-from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.export import count_parameters
-from speechbrain_kd.recipe import check_num_classes, publish, verify
-from speechbrain_kd.teachers import FrozenTeacher
+from speechbrain_kd.recipe import (
+    check_num_classes,
+    evaluate_and_publish,
+    fit,
+    load_teacher,
+    make_brain,
+    prepare_datasets,
+)
 
 logger = logging.getLogger(__name__)
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)  # torchrun: one per process
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
@@ -43,25 +47,12 @@ if __name__ == "__main__":
         prepare_corpus, kwargs={"hparams": hparams}
     )
 
-    teacher = FrozenTeacher.from_pretrained(
-        hparams["teacher_source"],
-        savedir=os.path.join(hparams["save_folder"], "teacher"),
-        device=run_opts.get("device", "cpu"),
-        logit_scale=hparams["teacher_logit_scale"],
-        taps=hparams.get("teacher_taps"),
-    )
+    # Linked afresh in save_folder/teacher, one process at a time
+    teacher = load_teacher(hparams, run_opts)
     label_encoder = teacher.label_encoder
     check_num_classes(hparams, label_encoder, hparams["teacher_source"])
-    datasets = dataio_prep(hparams, label_encoder)
-
-    brain = KDBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-        teacher=teacher,
-    )
+    datasets = prepare_datasets(hparams, label_encoder)
+    brain = make_brain(hparams, run_opts, teacher)
     logger.info(
         "Teacher %s: %d parameters; student: %d parameters (%.1f %%)",
         hparams["teacher_source"],
@@ -71,34 +62,19 @@ if __name__ == "__main__":
         * count_parameters(brain.modules.embedding_model)
         / count_parameters(teacher.encoder.mods.embedding_model),
     )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    fit(brain, datasets, hparams)
+    evaluate_and_publish(
+        brain,
+        hparams_file,
+        overrides,
+        label_encoder,
+        datasets,
+        card={
+            "title": "Distilled ECAPA-TDNN student (speechbrain_kd)",
+            "distillation": ", ".join(t.name for t in brain.terms)
+            or "none (task loss)",
+            "teacher": hparams["teacher_source"],
+            "training data": hparams["train_csv"],
+        },
+        teacher=teacher,
     )
-
-    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
-    if sb.utils.distributed.if_main_process():
-        teacher_result = verify(
-            teacher.encode, datasets["test"], hparams, "teacher"
-        )
-        result = verify(brain.encode, datasets["test"], hparams, "student")
-        method = ", ".join(t.name for t in brain.terms) or "none (task loss)"
-        publish(
-            brain,
-            hparams_file,
-            overrides,
-            label_encoder,
-            datasets,
-            card={
-                "title": "Distilled ECAPA-TDNN student (speechbrain_kd)",
-                "distillation": method,
-                "teacher": hparams["teacher_source"],
-                "training data": hparams["train_csv"],
-                "EER (%)": f"{result['EER']:.2f}",
-                "minDCF": f"{result['minDCF']:.4f}",
-                "teacher EER (%)": f"{teacher_result['EER']:.2f}",
-            },
-        )

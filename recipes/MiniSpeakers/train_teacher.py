@@ -18,19 +18,20 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from mini_prepare import prepare_corpus
 
-from speechbrain_kd.brain import KDBrain
-from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.recipe import (
     check_num_classes,
+    evaluate_and_publish,
+    fit,
     label_encoder_from_csv,
-    publish,
-    verify,
+    make_brain,
+    prepare_datasets,
 )
 
 logger = logging.getLogger(__name__)
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)  # torchrun: one per process
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
@@ -48,37 +49,19 @@ if __name__ == "__main__":
         os.path.join(hparams["save_folder"], "label_encoder.txt"),
     )
     check_num_classes(hparams, label_encoder, hparams["train_csv"])
-    datasets = dataio_prep(hparams, label_encoder)
-
-    brain = KDBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
+    datasets = prepare_datasets(hparams, label_encoder)
+    brain = make_brain(hparams, run_opts)
+    fit(brain, datasets, hparams)
+    evaluate_and_publish(
+        brain,
+        hparams_file,
+        overrides,
+        label_encoder,
+        datasets,
+        card={
+            "title": "ECAPA-TDNN teacher (speechbrain_kd)",
+            "method": "AAM softmax, no distillation",
+            "training data": hparams["train_csv"],
+        },
+        name="teacher",
     )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
-
-    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
-    if sb.utils.distributed.if_main_process():
-        result = verify(brain.encode, datasets["test"], hparams, "teacher")
-        publish(
-            brain,
-            hparams_file,
-            overrides,
-            label_encoder,
-            datasets,
-            card={
-                "title": "ECAPA-TDNN teacher (speechbrain_kd)",
-                "method": "AAM softmax, no distillation",
-                "training data": hparams["train_csv"],
-                "EER (%)": f"{result['EER']:.2f}",
-                "minDCF": f"{result['minDCF']:.4f}",
-            },
-        )

@@ -11,6 +11,8 @@ right for extreme ones (|logit| ~ 1e4).
 import torch
 import torch.nn.functional as F
 
+from speechbrain_kd.objectives.kd import check_logits
+
 
 def mass_kl(teacher_masses, student_masses, eps=1e-12):
     """KL(teacher || student) between mass vectors along the last dimension.
@@ -107,6 +109,7 @@ def dkd_loss(
     >>> dkd_loss(s, t, torch.tensor([0, 1, 2, 3])).shape
     torch.Size([])
     """
+    check_logits(student_logits, teacher_logits, targets, T)
     s = student_logits.float() / T
     t = teacher_logits.detach().float() / T
     gt = target_mask(s, targets)

@@ -15,6 +15,7 @@ non-target class and TRKD equals DKD with ``alpha=lambda_mass``,
 import torch
 
 from speechbrain_kd.objectives.dkd import masked_kl, mass_kl, target_mask
+from speechbrain_kd.objectives.kd import check_logits
 
 
 def confusion_mask(teacher_logits, targets, tau):
@@ -45,7 +46,7 @@ def confusion_mask(teacher_logits, targets, tau):
     [[0, 1, 0, 0, 0]]
     """
     tau = float(tau)
-    if not 0.0 < tau:
+    if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
     gt = target_mask(teacher_logits, targets)
     if tau >= 1.0:
@@ -136,6 +137,7 @@ def trkd_loss(
     >>> bool(trkd_loss(s, t, y, tau=0.3) >= 0)
     True
     """
+    check_logits(student_logits, teacher_logits, targets, T)
     s = student_logits.float() / T
     t = teacher_logits.detach().float() / T
     gt = target_mask(s, targets)

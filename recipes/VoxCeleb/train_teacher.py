@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Trains an ECAPA-TDNN teacher on VoxCeleb and publishes it.
+
+    python train_teacher.py hparams/teacher_ecapa1024.yaml \\
+        --data_folder=VOX2 --verification_file=VOX1/meta/veri_test2.txt
+
+Prepares the manifests, trains with the AAM-softmax task loss (classes:
+the speakers of ``train.csv``), scores every trial list and publishes the
+model in ``pretrained_folder``, a folder that ``train_kd.py`` takes as
+``--teacher_source``.
+"""
+
+import os
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from voxceleb_prepare import prepare_corpus
+
+from speechbrain_kd.recipe import (
+    check_num_classes,
+    evaluate_and_publish,
+    fit,
+    label_encoder_from_csv,
+    make_brain,
+    prepare_datasets,
+)
+
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)  # torchrun: one per process
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    sb.utils.distributed.run_on_main(
+        prepare_corpus, kwargs={"hparams": hparams}
+    )
+
+    label_encoder = label_encoder_from_csv(
+        hparams["train_csv"],
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+    )
+    check_num_classes(hparams, label_encoder, hparams["train_csv"])
+    datasets = prepare_datasets(hparams, label_encoder)
+    brain = make_brain(hparams, run_opts)
+    fit(brain, datasets, hparams)
+    evaluate_and_publish(
+        brain,
+        hparams_file,
+        overrides,
+        label_encoder,
+        datasets,
+        card={
+            "title": "ECAPA-TDNN teacher on VoxCeleb (speechbrain_kd)",
+            "method": "AAM softmax, no distillation",
+            "training data": hparams["train_csv"],
+        },
+        name="teacher",
+    )

@@ -1,0 +1,562 @@
+"""Embedding distillation: cosine distances to multi-level teacher targets.
+
+Multi-level x-vector knowledge distillation (Liu, Sahidullah and Kinnunen,
+"Distilling Multi-Level X-vector Knowledge for Small-footprint Speaker
+Verification", arXiv 2303.01125): a compact student is trained to
+reproduce embeddings taken at several levels of a frozen x-vector teacher,
+
+- the utterance-level x-vector (segment6),
+- frame-level outputs of its TDNN layers (e.g. the narrow 512-channel frame4
+  and the wide 1500-channel frame5 layers), frame by frame,
+- aggregations of the frame-level outputs of several layers (statistics
+  pooling, or a learnable dictionary encoding, see
+  ``speechbrain_kd.lobes.aggregation``),
+- or the concatenation of several of these.
+
+The distances are pure functions of tensors (``cosine_distance``,
+``frame_cosine_distance``); ``EmbeddingDistillation`` and
+``FrameDistillation`` are ``torch.nn.Module`` terms for ``KDBrain``'s
+``distill_terms`` that hold what has to train with the student (projection
+heads where the dimensions differ, learnable aggregators). They read the
+tapped layers (``teacher_taps`` / ``student_taps`` of the YAML) by alias.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def frame_mask(lengths, num_frames):
+    """Boolean mask of the valid frames of a padded batch.
+
+    The number of valid frames of an utterance is ``round(length * T)``, as
+    in SpeechBrain's statistics pooling, and at least one.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor or None
+        ``[batch]`` relative lengths in (0, 1]; ``None``: no padding.
+    num_frames : int
+        Number of frames ``T`` of the padded batch.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, T]`` boolean, True on valid frames (all True when
+        ``lengths`` is None: then the batch size is unknown and the mask is
+        ``[1, T]``).
+
+    Example
+    -------
+    >>> import torch
+    >>> frame_mask(torch.tensor([1.0, 0.5]), 4)
+    tensor([[ True,  True,  True,  True],
+            [ True,  True, False, False]])
+    """
+    if lengths is None:
+        return torch.ones(1, num_frames, dtype=torch.bool)
+    lengths = torch.as_tensor(lengths).reshape(-1)
+    valid = torch.round(lengths.float() * num_frames).clamp(min=1)
+    steps = torch.arange(num_frames, device=lengths.device)
+    return steps.unsqueeze(0) < valid.unsqueeze(1)
+
+
+def _flatten(name, x):
+    """``[batch, dim]`` from ``[batch, dim]`` or ``[batch, 1, dim]``."""
+    if x.dim() == 3 and x.shape[1] == 1:
+        x = x.squeeze(1)
+    if x.dim() != 2:
+        raise ValueError(
+            f"{name} must be [batch, dim] or [batch, 1, dim], got shape "
+            f"{tuple(x.shape)}"
+        )
+    return x
+
+
+def cosine_distance(student, teacher, eps=1e-8):
+    """Mean cosine distance ``1 - cos(s, t)`` between embeddings.
+
+    Arguments
+    ---------
+    student, teacher : torch.Tensor
+        ``[batch, dim]`` (or ``[batch, 1, dim]``) embeddings of the same
+        dimension (project the student first when they differ).
+    eps : float
+        Guards the norms.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar in [0, 2], averaged over the batch.
+
+    Example
+    -------
+    >>> import torch
+    >>> s = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    >>> t = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    >>> cosine_distance(s, t)
+    tensor(0.5000)
+    """
+    student = _flatten("student", student)
+    teacher = _flatten("teacher", teacher)
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student {tuple(student.shape)} and teacher "
+            f"{tuple(teacher.shape)} embeddings differ in shape; project the "
+            "student to the teacher's dimension"
+        )
+    cos = F.cosine_similarity(student, teacher, dim=-1, eps=eps)
+    return (1.0 - cos).mean()
+
+
+def frame_cosine_distance(student, teacher, lengths=None, eps=1e-8):
+    """Cosine distance between frame-level outputs, over valid frames only.
+
+    The distance ``1 - cos`` of each frame is averaged over the valid frames
+    of each utterance (``lengths``), then over the batch: padded frames
+    never count, and every utterance weighs the same.
+
+    Arguments
+    ---------
+    student, teacher : torch.Tensor
+        ``[batch, time, dim]`` frame-level outputs, time-aligned.
+    lengths : torch.Tensor, optional
+        ``[batch]`` relative lengths (SpeechBrain's ``wav_lens``).
+    eps : float
+        Guards the norms.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar in [0, 2].
+
+    Example
+    -------
+    >>> import torch
+    >>> s = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    >>> t = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])
+    >>> frame_cosine_distance(s, t)
+    tensor(1.)
+    >>> frame_cosine_distance(s, t, lengths=torch.tensor([0.5]))
+    tensor(0.)
+    """
+    if student.dim() != 3 or student.shape != teacher.shape:
+        raise ValueError(
+            "frame-level student and teacher outputs must both be "
+            f"[batch, time, dim] of equal shape, got {tuple(student.shape)} "
+            f"and {tuple(teacher.shape)}"
+        )
+    dist = 1.0 - F.cosine_similarity(student, teacher, dim=-1, eps=eps)
+    mask = frame_mask(lengths, dist.shape[1]).to(dist.device)
+    mask = mask.expand_as(dist).to(dist.dtype)
+    per_utt = (dist * mask).sum(1) / mask.sum(1)
+    return per_utt.mean()
+
+
+def masked_mean_std(frames, lengths=None, eps=1e-10):
+    """Mean and standard deviation over the valid frames of each utterance.
+
+    The standard deviation is the unbiased one (as SpeechBrain's
+    ``StatisticsPooling``, without its noise), and 0 for one frame.
+
+    Arguments
+    ---------
+    frames : torch.Tensor
+        ``[batch, time, dim]``.
+    lengths : torch.Tensor, optional
+        ``[batch]`` relative lengths.
+    eps : float
+        Floor of the variance under the square root.
+
+    Returns
+    -------
+    mean, std : torch.Tensor
+        ``[batch, dim]`` each.
+
+    Example
+    -------
+    >>> import torch
+    >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    >>> mean, std = masked_mean_std(x, torch.tensor([0.67]))
+    >>> mean, std
+    (tensor([[2.]]), tensor([[1.4142]]))
+    """
+    if frames.dim() != 3:
+        raise ValueError(
+            f"frames must be [batch, time, dim], got {tuple(frames.shape)}"
+        )
+    mask = frame_mask(lengths, frames.shape[1]).to(frames.device)
+    mask = mask.expand(frames.shape[0], -1).unsqueeze(-1).to(frames.dtype)
+    count = mask.sum(1)
+    mean = (frames * mask).sum(1) / count
+    var = (((frames - mean.unsqueeze(1)) ** 2) * mask).sum(1)
+    var = var / (count - 1).clamp(min=1)
+    return mean, var.clamp(min=eps).sqrt() * (count > 1)
+
+
+def concat_normalized(parts):
+    """Concatenation of L2-normalised embeddings, with unit norm overall.
+
+    Each part weighs the same in the cosine to the concatenation, whatever
+    its dimension or scale (a 1500-channel statistic does not drown a 512-d
+    x-vector).
+
+    Arguments
+    ---------
+    parts : list of torch.Tensor
+        ``[batch, dim_i]`` embeddings.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, sum(dim_i)]``.
+
+    Example
+    -------
+    >>> import torch
+    >>> out = concat_normalized([torch.tensor([[3.0, 4.0]]),
+    ...                          torch.tensor([[10.0]])])
+    >>> out * math.sqrt(2)
+    tensor([[0.6000, 0.8000, 1.0000]])
+    """
+    if not parts:
+        raise ValueError("concat_normalized needs at least one embedding")
+    scale = 1.0 / math.sqrt(len(parts))
+    return torch.cat([F.normalize(p, dim=-1) * scale for p in parts], dim=-1)
+
+
+def _projection(in_dim, out_dim, project):
+    """A linear head ``in_dim -> out_dim``, or identity when not needed."""
+    if project not in ("auto", "always", "never"):
+        raise ValueError(
+            f"project must be 'auto', 'always' or 'never', got {project!r}"
+        )
+    if project == "always" or (project == "auto" and in_dim != out_dim):
+        return torch.nn.Linear(in_dim, out_dim)
+    if in_dim != out_dim:
+        raise ValueError(
+            f"project='never' needs equal dimensions, got student {in_dim} "
+            f"and teacher {out_dim}"
+        )
+    return torch.nn.Identity()
+
+
+def _get_tap(taps, side, alias):
+    """The tapped output ``<side>_<alias>`` with a clear error if absent."""
+    key = f"{side}_{alias}"
+    value = taps.get(key)
+    if value is None:
+        have = sorted(k for k in taps if k.startswith(f"{side}_"))
+        raise KeyError(
+            f"needs the {side} layer {alias!r} ({key}), which is not tapped: "
+            f"add {alias}: <submodule path> to {side}_taps in the YAML "
+            f"(tapped now: {have})"
+        )
+    return value
+
+
+def _channels_last(x, channels_first):
+    """``[batch, time, dim]`` from a frame-level output."""
+    if x.dim() != 3:
+        raise ValueError(
+            f"frame-level output must be 3-D, got shape {tuple(x.shape)}"
+        )
+    return x.transpose(1, 2) if channels_first else x
+
+
+class EmbeddingDistillation(torch.nn.Module):
+    """Cosine distance between the student embedding and a teacher target.
+
+    The target is one teacher embedding or the concatenation of several
+    (``parts``, each L2-normalised, see ``concat_normalized``). A part is
+    the output of one or more tapped teacher layers:
+
+    - utterance-level vectors (``[batch, dim]`` / ``[batch, 1, dim]``, e.g.
+      the x-vector of segment6), concatenated: give their total ``dim``;
+    - frame-level outputs (``[batch, time, dim]``) of one or more layers,
+      aggregated into one vector by ``pooling``: a module taking
+      ``(list of frame tensors, lengths)`` with an ``output_size``
+      attribute (``speechbrain_kd.lobes.aggregation.StatisticsAggregator``
+      or the learnable ``LDEAggregator``).
+
+    The layer alias ``embedding`` is the teacher's own embedding (no tap
+    needed). The student embedding goes through a linear projection head
+    when its dimension differs from the target's. The target is detached:
+    a learnable aggregator is trained by its own ``auxiliary_loss`` (a
+    speaker classifier), added to the returned value, so that it cannot
+    collapse onto what the student already outputs.
+
+    Arguments
+    ---------
+    student_dim : int
+        Dimension of the student embedding.
+    parts : list of dict
+        ``{"layers": [alias, ...], "dim": int}`` or
+        ``{"layers": [alias, ...], "pooling": module}``.
+    project : str
+        ``auto`` (a head only when dimensions differ), ``always`` or
+        ``never``.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain_kd.lobes.aggregation import StatisticsAggregator
+    >>> loss = EmbeddingDistillation(
+    ...     student_dim=16,
+    ...     parts=[
+    ...         {"layers": ["segment6"], "dim": 32},
+    ...         {"layers": ["wideBN"], "pooling": StatisticsAggregator([48])},
+    ...     ],
+    ... )
+    >>> loss.target_dim
+    128
+    >>> value = loss(
+    ...     student_embedding=torch.randn(4, 16),
+    ...     lengths=torch.ones(4),
+    ...     targets=torch.tensor([0, 1, 2, 3]),
+    ...     teacher_segment6=torch.randn(4, 1, 32),
+    ...     teacher_wideBN=torch.randn(4, 50, 48),
+    ... )
+    >>> value.shape, bool(0 <= value <= 2)
+    (torch.Size([]), True)
+    """
+
+    def __init__(self, student_dim, parts, project="auto"):
+        super().__init__()
+        if not isinstance(parts, (list, tuple)) or not parts:
+            raise ValueError(
+                "EmbeddingDistillation: parts must be a non-empty list of "
+                f"{{layers: [...], dim: N}} / {{layers: [...], pooling: "
+                f"module}}, got {parts!r}"
+            )
+        self.layers, self.dims = [], []
+        self.poolings = torch.nn.ModuleList()
+        self.pooled = []
+        for i, part in enumerate(parts):
+            where = f"EmbeddingDistillation: parts[{i}]"
+            if not isinstance(part, dict) or set(part) - {
+                "layers",
+                "dim",
+                "pooling",
+            }:
+                raise ValueError(
+                    f"{where} must be a mapping with 'layers' and 'dim' or "
+                    f"'pooling', got {part!r}"
+                )
+            layers = part.get("layers")
+            if isinstance(layers, str):
+                layers = [layers]
+            if not layers or not all(isinstance(n, str) for n in layers):
+                raise ValueError(
+                    f"{where}[layers] must be a list of tap aliases, got "
+                    f"{layers!r}"
+                )
+            if ("dim" in part) == ("pooling" in part):
+                raise ValueError(
+                    f"{where} needs exactly one of 'dim' (utterance-level "
+                    "vectors) and 'pooling' (frame-level outputs)"
+                )
+            if "pooling" in part:
+                pooling = part["pooling"]
+                if not isinstance(pooling, torch.nn.Module) or not hasattr(
+                    pooling, "output_size"
+                ):
+                    raise TypeError(
+                        f"{where}[pooling] must be an aggregator module with "
+                        f"an output_size (use !new:), got {pooling!r}"
+                    )
+                self.poolings.append(pooling)
+                dim = int(pooling.output_size)
+            else:
+                self.poolings.append(torch.nn.Identity())
+                dim = part["dim"]
+                if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                    raise ValueError(
+                        f"{where}[dim] must be a positive int, got {dim!r}"
+                    )
+            self.layers.append(list(layers))
+            self.dims.append(dim)
+            self.pooled.append("pooling" in part)
+        self.target_dim = sum(self.dims)
+        self.projection = _projection(student_dim, self.target_dim, project)
+        self.student_dim = student_dim
+        self._sums = {"cos": 0.0, "aux": 0.0, "n": 0}
+
+    def teacher_target(
+        self, lengths, targets=None, teacher_embedding=None, **taps
+    ):
+        """The (undetached) target and the aggregators' auxiliary loss."""
+        taps = dict(taps, teacher_embedding=teacher_embedding)
+        vectors, aux = [], None
+        for i, (layers, dim, pooling, pooled) in enumerate(
+            zip(self.layers, self.dims, self.poolings, self.pooled)
+        ):
+            outputs = [_get_tap(taps, "teacher", name) for name in layers]
+            if pooled:
+                vec = pooling(outputs, lengths)
+                if hasattr(pooling, "auxiliary_loss"):
+                    loss = pooling.auxiliary_loss(vec, targets)
+                    if loss is not None:
+                        aux = loss if aux is None else aux + loss
+            else:
+                vec = torch.cat(
+                    [
+                        _flatten(f"teacher_{name}", out)
+                        for name, out in zip(layers, outputs)
+                    ],
+                    dim=-1,
+                )
+            if vec.shape[-1] != dim:
+                raise ValueError(
+                    f"EmbeddingDistillation: parts[{i}] (layers {layers}) "
+                    f"is {vec.shape[-1]}-dimensional, the YAML says {dim}: "
+                    "check the teacher's dimensions in the YAML"
+                )
+            vectors.append(vec)
+        target = vectors[0] if len(vectors) == 1 else concat_normalized(vectors)
+        return target, aux
+
+    def forward(
+        self,
+        student_embedding,
+        lengths=None,
+        targets=None,
+        teacher_embedding=None,
+        **taps,
+    ):
+        """Cosine distance to the (detached) target, plus auxiliary losses.
+
+        Arguments
+        ---------
+        student_embedding : torch.Tensor
+            ``[batch, student_dim]``.
+        lengths : torch.Tensor
+            ``[batch]`` relative lengths (for frame-level parts).
+        targets : torch.Tensor
+            ``[batch]`` class indices (for aggregators with a classifier).
+        teacher_embedding : torch.Tensor
+            ``[batch, dim]``, the part alias ``embedding``.
+        **taps
+            ``teacher_<alias>`` outputs of the tapped layers.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss.
+        """
+        student = _flatten("student_embedding", student_embedding)
+        if student.shape[-1] != self.student_dim:
+            raise ValueError(
+                f"EmbeddingDistillation: student embedding is "
+                f"{student.shape[-1]}-dimensional, student_dim is "
+                f"{self.student_dim}"
+            )
+        target, aux = self.teacher_target(
+            lengths, targets, teacher_embedding, **taps
+        )
+        loss = cosine_distance(
+            self.projection(student).float(), target.detach().float()
+        )
+        if aux is None:
+            return loss
+        if self.training:
+            self._sums["cos"] += float(loss.detach())
+            self._sums["aux"] += float(aux.detach())
+            self._sums["n"] += 1
+        return loss + aux
+
+    def epoch_stats(self):
+        """Means of the cosine distance and of the auxiliary loss (the
+        aggregators' classifiers) since the last call, for the train log;
+        empty without auxiliary loss."""
+        sums, self._sums = self._sums, {"cos": 0.0, "aux": 0.0, "n": 0}
+        if not sums["n"]:
+            return {}
+        return {k: sums[k] / sums["n"] for k in ("cos", "aux")}
+
+
+class FrameDistillation(torch.nn.Module):
+    """Frame-by-frame cosine distance between a student and a teacher layer.
+
+    Both layers must run at the same frame rate (same features hop); the
+    student's frames go through a per-frame linear head when the channel
+    counts differ. Padded frames are masked with ``lengths``.
+
+    Arguments
+    ---------
+    student_layer, teacher_layer : str
+        Aliases of ``student_taps`` / ``teacher_taps``.
+    student_dim, teacher_dim : int
+        Channels of the two layers.
+    student_channels_first, teacher_channels_first : bool
+        True for ``[batch, channels, time]`` outputs (ECAPA-TDNN blocks),
+        False for ``[batch, time, channels]`` (SpeechBrain's Xvector).
+    project : str
+        ``auto``, ``always`` or ``never`` (see ``EmbeddingDistillation``).
+
+    Example
+    -------
+    >>> import torch
+    >>> loss = FrameDistillation("frame4", "narrowBN", 8, 32)
+    >>> value = loss(
+    ...     lengths=torch.tensor([1.0, 0.6]),
+    ...     student_frame4=torch.randn(2, 20, 8),
+    ...     teacher_narrowBN=torch.randn(2, 20, 32),
+    ... )
+    >>> value.shape
+    torch.Size([])
+    """
+
+    def __init__(
+        self,
+        student_layer,
+        teacher_layer,
+        student_dim,
+        teacher_dim,
+        student_channels_first=False,
+        teacher_channels_first=False,
+        project="auto",
+    ):
+        super().__init__()
+        self.student_layer = student_layer
+        self.teacher_layer = teacher_layer
+        self.student_dim, self.teacher_dim = student_dim, teacher_dim
+        self.student_channels_first = student_channels_first
+        self.teacher_channels_first = teacher_channels_first
+        self.projection = _projection(student_dim, teacher_dim, project)
+
+    def forward(self, lengths=None, **taps):
+        """Masked frame-level cosine distance (scalar)."""
+        student = _channels_last(
+            _get_tap(taps, "student", self.student_layer),
+            self.student_channels_first,
+        )
+        teacher = _channels_last(
+            _get_tap(taps, "teacher", self.teacher_layer),
+            self.teacher_channels_first,
+        )
+        for side, x, dim in (
+            ("student", student, self.student_dim),
+            ("teacher", teacher, self.teacher_dim),
+        ):
+            if x.shape[-1] != dim:
+                raise ValueError(
+                    f"FrameDistillation: the {side} layer "
+                    f"{getattr(self, side + '_layer')!r} has {x.shape[-1]} "
+                    f"channels, {side}_dim is {dim} (or is its layout "
+                    f"{side}_channels_first="
+                    f"{not getattr(self, side + '_channels_first')}?)"
+                )
+        if student.shape[1] != teacher.shape[1]:
+            raise ValueError(
+                f"FrameDistillation: student layer {self.student_layer!r} has "
+                f"{student.shape[1]} frames, teacher layer "
+                f"{self.teacher_layer!r} {teacher.shape[1]}: both need the "
+                "same feature frame rate (hop length) and 'same' padding"
+            )
+        return frame_cosine_distance(
+            self.projection(student).float(),
+            teacher.detach().float(),
+            lengths,
+        )
