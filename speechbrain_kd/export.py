@@ -219,9 +219,55 @@ def count_parameters(module):
     return sum(p.numel() for p in unwrap_module(module).parameters())
 
 
+@torch.no_grad()
+def count_macs(modules, seconds=3.0, sample_rate=16000):
+    """Multiply-accumulates of one embedding of ``seconds`` of audio.
+
+    Counted by ``torch.utils.flop_counter`` (MACs = FLOPs / 2) over the
+    feature extractor and the embedding model; ``None`` when they cannot run
+    on CPU here (e.g. a model that needs a GPU kernel).
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> mods = {"compute_features": Fbank(n_mels=24),
+    ...         "embedding_model": ECAPA_TDNN(24, channels=[8] * 4 + [24],
+    ...                                       lin_neurons=8)}
+    >>> count_macs(mods) > 0
+    True
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    feats_fn = modules.get("compute_features")
+    model = unwrap_module(modules["embedding_model"])
+    was_training = model.training
+    try:
+        model.eval()
+        wav = torch.zeros(1, int(seconds * sample_rate))
+        device = next(model.parameters()).device
+        with FlopCounterMode(display=False) as counter:
+            x = feats_fn(wav.to(device)) if feats_fn is not None else wav
+            model(x, torch.ones(1, device=device))
+        return counter.get_total_flops() // 2
+    except Exception as err:  # noqa: BLE001 - the card is informative
+        logger.warning("MACs not counted: %s", err)
+        return None
+    finally:
+        model.train(was_training)
+
+
 def model_card(card, num_classes, modules):
-    """Markdown model card of a published folder."""
+    """Markdown model card of a published folder.
+
+    Holds the embedding model's parameters and MACs (3 s of audio), the
+    number of classes, the facts of ``card`` (method, teacher, data, EER,
+    ...) and how to load the folder.
+    """
     params = count_parameters(modules["embedding_model"])
+    macs = count_macs(modules)
+    macs = f"{macs / 1e6:,.1f} M" if macs is not None else "not counted"
     lines = [
         f"# {card.get('title', 'Speaker embedding model')}",
         "",
@@ -230,14 +276,24 @@ def model_card(card, num_classes, modules):
         "| | |",
         "|---|---|",
         f"| embedding model parameters | {params:,} |",
+        f"| MACs per 3 s of audio (features + embedding) | {macs} |",
         f"| classes (training speakers) | {num_classes} |",
     ]
     for key, value in card.items():
         if key != "title":
             lines.append(f"| {key} | {value} |")
+    model_class = type(unwrap_module(modules["embedding_model"]))
+    needs = "`speechbrain`"
+    if model_class.__module__.startswith("speechbrain_kd"):
+        needs += (
+            " and `speechbrain_kd` (the embedding model is "
+            f"`{model_class.__module__}.{model_class.__name__}`)"
+        )
     lines += [
         "",
         "## Use",
+        "",
+        f"Needs {needs}.",
         "",
         "```python",
         "from speechbrain.inference.speaker import EncoderClassifier",
@@ -245,6 +301,10 @@ def model_card(card, num_classes, modules):
         "savedir='tmp')",
         "embeddings = model.encode_batch(wavs)  # [batch, 1, dim], 16 kHz",
         "```",
+        "",
+        "ONNX: `python -m speechbrain_kd.onnx_export THIS_FOLDER` writes "
+        "`embedding_model.onnx` (waveform in, embedding out) and checks it "
+        "against PyTorch.",
         "",
     ]
     return "\n".join(lines)

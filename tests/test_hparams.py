@@ -7,7 +7,7 @@ import pytest
 import ruamel.yaml
 from conftest import RECIPE
 
-METHODS = ("nokd", "kd", "dkd", "trkd")
+METHODS = ("nokd", "kd", "dkd", "gkd", "trkd")
 # Keys allowed to differ between methods
 METHOD_KEYS = {"distill_terms", "tau_schedule", "output_folder"}
 

@@ -225,3 +225,78 @@ def test_helpers():
     t = torch.tensor([[1.0, 0.0, -50.0]])
     expected = kl(softmax([1.0, 0.0]), softmax([0.0, 1.0]))
     assert masked_kl(s, t, mask).item() == pytest.approx(expected, rel=1e-5)
+
+
+# GKD (grouped KD, Zhao et al. 2023)
+from speechbrain_kd.objectives.gkd import (  # noqa: E402
+    gkd_loss,
+    group_masses,
+    primary_mask,
+)
+
+
+def test_gkd_primary_group_hand_example():
+    # Teacher probabilities 0.5, 0.3, 0.1, 0.06, 0.04 (T=1): the primary
+    # group is the top classes until 80 % / 90 % / 95 % is reached.
+    t = torch.log(torch.tensor([[0.3, 0.04, 0.5, 0.1, 0.06]]))
+    assert primary_mask(t, 0.8).int().tolist() == [[1, 0, 1, 0, 0]]
+    assert primary_mask(t, 0.85).int().tolist() == [[1, 0, 1, 1, 0]]
+    assert primary_mask(t, 0.95).int().tolist() == [[1, 0, 1, 1, 1]]
+    assert primary_mask(t, 0.1).int().tolist() == [[0, 0, 1, 0, 0]]
+    assert primary_mask(t, 1.0).all()
+
+
+def test_gkd_hand_value():
+    p_t = torch.tensor([[0.5, 0.3, 0.1, 0.1]])
+    p_s = torch.tensor([[0.25, 0.25, 0.25, 0.25]])
+    # T=1, threshold 0.8: primary = classes 0, 1 (teacher mass 0.8)
+    binary = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)
+    q_t = [0.5 / 0.8, 0.3 / 0.8]
+    within = sum(q * math.log(q / 0.5) for q in q_t)
+    want = 2.0 * binary + 3.0 * within
+    got = gkd_loss(
+        p_s.log(),
+        p_t.log(),
+        threshold=0.8,
+        lambda_binary=2.0,
+        lambda_primary=3.0,
+        T=1.0,
+    )
+    assert math.isclose(float(got), want, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gkd_threshold_one_equals_kd(seed):
+    g = torch.Generator().manual_seed(seed)
+    s, t = torch.randn(8, 30, generator=g), torch.randn(8, 30, generator=g)
+    full = gkd_loss(s, t, threshold=1.0, lambda_primary=1.0, T=2.0)
+    assert torch.allclose(full, kd_loss(s, t, T=2.0), atol=1e-6)
+
+
+def test_gkd_drops_the_tail():
+    # Changing the student's distribution inside the secondary group (same
+    # secondary mass) leaves the loss unchanged.
+    t = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.03, 0.02]]))
+    s1 = torch.log(torch.tensor([[0.4, 0.3, 0.1, 0.1, 0.1]]))
+    s2 = torch.log(torch.tensor([[0.4, 0.3, 0.28, 0.01, 0.01]]))
+    a = gkd_loss(s1, t, threshold=0.9, T=1.0)
+    b = gkd_loss(s2, t, threshold=0.9, T=1.0)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert float(a) > 0
+
+
+def test_gkd_gradients_and_checks():
+    s = torch.randn(4, 12, requires_grad=True)
+    t = torch.randn(4, 12, requires_grad=True)
+    gkd_loss(s, t, threshold=0.7).backward()
+    assert s.grad.abs().sum() > 0 and t.grad is None
+    masses = group_masses(torch.randn(3, 5), torch.rand(3, 5) > 0.5)
+    assert torch.allclose(masses.sum(-1), torch.ones(3))
+    with pytest.raises(ValueError, match="threshold"):
+        gkd_loss(torch.randn(2, 4), torch.randn(2, 4), threshold=0.0)
+    with pytest.raises(ValueError, match="targets"):
+        gkd_loss(
+            torch.randn(2, 4), torch.randn(2, 4), targets=torch.tensor([9, 0])
+        )
+    big = torch.tensor([[1e4, -1e4, 0.0]])
+    assert torch.isfinite(gkd_loss(big, -big, threshold=0.5))

@@ -1,0 +1,133 @@
+"""Grouped knowledge distillation, GKD (Zhao et al., AAAI 2023).
+
+The classes are split per example by the teacher's softened prediction
+(temperature ``T``): the *primary group* is the smallest set of top classes
+whose cumulative probability reaches ``threshold``; the rest is the
+*secondary group*. GKD keeps two of the three parts of the KD loss over
+these groups: Binary-KD (the [primary, secondary] masses) and Primary-KD
+(the distribution inside the primary group), and drops Secondary-KD (the
+distribution inside the tail). Unlike DKD and TRKD, the target is not set
+apart: it is in the primary group whenever the teacher ranks it high, and
+the cut is fixed (no curriculum).
+"""
+
+import torch
+
+from speechbrain_kd.objectives.dkd import masked_kl, mass_kl
+from speechbrain_kd.objectives.kd import check_logits
+
+
+def primary_mask(teacher_logits, threshold, T=1.0):
+    """The primary group of each example, as a ``[batch, classes]`` mask.
+
+    Arguments
+    ---------
+    teacher_logits : torch.Tensor
+        ``[batch, classes]`` teacher logits.
+    threshold : float
+        Cumulative-probability cutoff in (0, 1]; 1 keeps every class.
+    T : float
+        Temperature of the softened prediction the groups are cut on.
+
+    Returns
+    -------
+    torch.Tensor
+        Bool mask, True for the classes of the primary group (the top class
+        at least).
+
+    Example
+    -------
+    >>> import torch
+    >>> t = torch.log(torch.tensor([[0.1, 0.5, 0.3, 0.06, 0.04]]))
+    >>> primary_mask(t, 0.8).int().tolist()
+    [[0, 1, 1, 0, 0]]
+    >>> primary_mask(t, 0.81).int().tolist()
+    [[1, 1, 1, 0, 0]]
+    """
+    threshold = float(threshold)
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    p = (teacher_logits.detach().float() / T).softmax(-1)
+    if threshold >= 1.0:
+        return torch.ones_like(p, dtype=torch.bool)
+    p_sorted, order = torch.sort(p, dim=-1, descending=True, stable=True)
+    # Class k (in sorted order) is primary iff the mass before it is below
+    # the cutoff (1e-6: float32 sums landing exactly on it count as reached)
+    mass_before = torch.cumsum(p_sorted, -1) - p_sorted
+    in_sorted = mass_before < threshold - 1e-6
+    in_sorted[:, 0] = True
+    mask = torch.zeros_like(p, dtype=torch.bool)
+    return mask.scatter(-1, order, in_sorted)
+
+
+def group_masses(logits, primary):
+    """[primary, secondary] probability masses, ``[batch, 2]``.
+
+    Example
+    -------
+    >>> import torch
+    >>> primary = torch.tensor([[True, False, False, False]])
+    >>> group_masses(torch.zeros(1, 4), primary).tolist()
+    [[0.25, 0.75]]
+    """
+    p = logits.softmax(-1)
+    mass = torch.where(primary, p, torch.zeros_like(p)).sum(-1)
+    return torch.stack([mass, 1.0 - mass], -1)
+
+
+def gkd_loss(
+    student_logits,
+    teacher_logits,
+    threshold=0.9,
+    lambda_binary=1.0,
+    lambda_primary=8.0,
+    T=4.0,
+    targets=None,
+):
+    """GKD: lambda_binary * Binary-KD + lambda_primary * Primary-KD.
+
+    Both terms are KL(teacher || student) at temperature ``T``, times T^2,
+    with the groups cut on the teacher's prediction at ``T``; batch mean.
+
+    Arguments
+    ---------
+    student_logits : torch.Tensor
+        Student logits, ``[batch, classes]``.
+    teacher_logits : torch.Tensor
+        Teacher logits, ``[batch, classes]`` (no gradient flows to them).
+    threshold : float
+        Cumulative probability of the primary group, in (0, 1].
+    lambda_binary : float
+        Weight of the [primary, secondary] mass term.
+    lambda_primary : float
+        Weight of the within-primary-group term.
+    T : float
+        Softmax temperature.
+    targets : torch.Tensor, optional
+        Class indices ``[batch]``; not used by the loss (GKD does not set
+        the target apart), only checked against the logits when given.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain_kd.objectives.kd import kd_loss
+    >>> s, t = torch.randn(4, 10), torch.randn(4, 10)
+    >>> # threshold 1: one group holding every class = classic KD
+    >>> full = gkd_loss(s, t, threshold=1.0, lambda_primary=1.0)
+    >>> torch.allclose(full, kd_loss(s, t))
+    True
+    >>> bool(gkd_loss(s, t, threshold=0.5) >= 0)
+    True
+    """
+    check_logits(student_logits, teacher_logits, targets, T)
+    s = student_logits.float() / T
+    t = teacher_logits.detach().float() / T
+    primary = primary_mask(teacher_logits, threshold, T)
+    binary = mass_kl(group_masses(t, primary), group_masses(s, primary))
+    within = masked_kl(s, t, primary)
+    return (lambda_binary * binary + lambda_primary * within).mean() * T**2

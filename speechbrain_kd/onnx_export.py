@@ -1,0 +1,428 @@
+"""ONNX export of a published speaker model (waveform in, embedding out).
+
+The exported graph is the whole ``EncoderClassifier.encode_batch`` path of a
+published folder: ``compute_features`` (Fbank, STFT included),
+``mean_var_norm`` and ``embedding_model``, so an ONNX Runtime user feeds
+16 kHz audio and gets the same embedding as PyTorch (checked to ``atol``)::
+
+    python -m speechbrain_kd.onnx_export results/mini/trkd/1986/pretrained
+
+writes ``embedding_model.onnx`` into the folder and an "ONNX" section into
+its model card. The time axis is always dynamic. The batch axis is dynamic
+too when the model allows it (``wav`` ``[batch, time]`` plus relative
+lengths ``wav_lens`` ``[batch]``, SpeechBrain's convention); models whose
+code loops over the batch or sizes tensors from data (SpeechBrain's
+``StatisticsPooling`` with lengths, used by the x-vector) are exported for
+one utterance at a time (``wav`` ``[1, time]``, no lengths), which is how
+embeddings are extracted on device anyway.
+
+Requires ``onnx``, ``onnxscript`` and ``onnxruntime``
+(``pip install speechbrain_kd[onnx]``).
+"""
+
+import argparse
+import contextlib
+import inspect
+import json
+import logging
+import os
+import sys
+import tempfile
+
+import torch
+
+from speechbrain_kd.data import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+ONNX_NAME = "embedding_model.onnx"
+CHECK_SECONDS = (1.0, 3.0, 7.3)
+
+
+class WaveformEncoder(torch.nn.Module):
+    """``encode_batch`` of a speaker model as one module: wav -> embedding.
+
+    Arguments
+    ---------
+    compute_features, mean_var_norm, embedding_model : torch.nn.Module
+        The modules of a published folder (``EncoderClassifier.mods``).
+    use_lengths : bool
+        Whether ``forward`` takes relative lengths (batched export) or one
+        unpadded utterance.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> enc = WaveformEncoder(
+    ...     Fbank(n_mels=24),
+    ...     InputNormalization(norm_type="sentence", std_norm=False),
+    ...     ECAPA_TDNN(24, channels=[16, 16, 16, 16, 48], lin_neurons=8),
+    ... ).eval()
+    >>> enc(torch.randn(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 8])
+    """
+
+    def __init__(
+        self, compute_features, mean_var_norm, embedding_model, use_lengths=True
+    ):
+        super().__init__()
+        self.compute_features = compute_features
+        self.mean_var_norm = mean_var_norm
+        self.embedding_model = embedding_model
+        self.use_lengths = use_lengths
+
+    def forward(self, wav, wav_lens=None):
+        """Embeddings ``[batch, dim]`` of ``wav`` ``[batch, time]``."""
+        if not self.use_lengths:
+            wav_lens = None
+        elif wav_lens is None:
+            wav_lens = torch.ones(wav.shape[0], device=wav.device)
+        feats = self.compute_features(wav)
+        if wav_lens is None:
+            ones = torch.ones(feats.shape[0], device=feats.device)
+            feats = self.mean_var_norm(feats, ones)
+        else:
+            feats = self.mean_var_norm(feats, wav_lens)
+        emb = self.embedding_model(feats, wav_lens)
+        return emb.reshape(emb.shape[0], -1)
+
+
+def _length_to_mask(length, max_len=None, dtype=None, device=None):
+    """SpeechBrain's ``length_to_mask`` without ``len()`` (export-safe)."""
+    if max_len is None:
+        max_len = length.max().long().item()
+    mask = torch.arange(max_len, device=length.device, dtype=length.dtype)
+    mask = mask.unsqueeze(0) < length.unsqueeze(1)
+    return mask.to(dtype=dtype or length.dtype, device=device or length.device)
+
+
+def _xvector_forward(self, x, lens=None):
+    """``Xvector.forward`` without its ``try: ... except TypeError``."""
+    for layer in self.blocks:
+        params = inspect.signature(layer.forward).parameters
+        x = layer(x, lengths=lens) if "lengths" in params else layer(x)
+    return x
+
+
+def _statistics_pooling_forward(self, x, lengths=None):
+    """``StatisticsPooling.forward``, vectorised over the batch, no noise.
+
+    Same frames as SpeechBrain's loop (``round(length * time)`` of each
+    sentence), same unbiased standard deviation; SpeechBrain's random
+    offset of at most 9 * eps on the means (eps = 1e-5) is left out, so the
+    exported graph is deterministic.
+    """
+    num = x.shape[1]
+    if lengths is None:
+        lengths = torch.ones(x.shape[0], device=x.device)
+    size = torch.round(lengths * num)
+    mask = torch.arange(num, device=x.device).unsqueeze(0) < size.unsqueeze(1)
+    mask = mask.unsqueeze(-1).to(x.dtype)
+    count = size.view(-1, *([1] * (x.dim() - 2))).to(x.dtype)
+    mean = (x * mask).sum(1) / count
+    stats = []
+    if self.return_mean:
+        stats.append(mean)
+    if self.return_std:
+        var = (((x - mean.unsqueeze(1)) * mask) ** 2).sum(1) / (count - 1)
+        stats.append(var.sqrt() + self.eps)
+    return torch.cat(stats, dim=1).unsqueeze(1)
+
+
+@contextlib.contextmanager
+def export_friendly():
+    """Patches SpeechBrain code that ``torch.export`` cannot trace generally.
+
+    - ``length_to_mask`` (used by ECAPA-TDNN) calls ``len(length)``, which
+      pins the batch size: replaced by a copy without it (same values).
+    - ``Xvector.forward`` tries each block with ``lengths`` and catches the
+      ``TypeError``, which breaks tracing: replaced by a signature check.
+    - ``StatisticsPooling`` loops over the batch with data-dependent sizes:
+      replaced by a masked, vectorised version (same statistics, without
+      the random 1e-5-scale offset it adds to the means).
+
+    Everything is restored on exit.
+    """
+    import speechbrain.lobes.models.ECAPA_TDNN as ecapa
+    import speechbrain.lobes.models.Xvector as xvector
+    import speechbrain.nnet.pooling as pooling
+
+    patches = [
+        (ecapa, "length_to_mask", _length_to_mask),
+        (xvector.Xvector, "forward", _xvector_forward),
+        (pooling.StatisticsPooling, "forward", _statistics_pooling_forward),
+    ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    try:
+        for obj, name, new in patches:
+            setattr(obj, name, new)
+        yield
+    finally:
+        for obj, name, old in saved:
+            setattr(obj, name, old)
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "ONNX export needs onnx, onnxscript and onnxruntime: "
+            "pip install speechbrain_kd[onnx]"
+        ) from err
+
+
+def _export(module, args, path, dynamic_shapes, opset):
+    with export_friendly():
+        torch.onnx.export(
+            module,
+            args,
+            path,
+            dynamo=True,
+            opset_version=opset,
+            dynamic_shapes=dynamic_shapes,
+            input_names=["wav", "wav_lens"][: len(args)],
+            output_names=["embedding"],
+            external_data=False,
+            verbose=False,
+        )
+
+
+def _check_batches(batched, sample_rate, generator):
+    """Test inputs: several lengths; padded batches when ``batched``."""
+    cases = []
+    for seconds in CHECK_SECONDS:
+        n = int(seconds * sample_rate)
+        wav = 0.1 * torch.randn(1, n, generator=generator)
+        cases.append((wav, torch.ones(1)))
+    if batched:
+        n = int(CHECK_SECONDS[-1] * sample_rate)
+        wav = 0.1 * torch.randn(3, n, generator=generator)
+        lens = torch.tensor([1.0, 0.55, 0.8])
+        for i, rel in enumerate(lens.tolist()):
+            wav[i, round(rel * n) :] = 0.0
+        cases.append((wav, lens))
+    return cases
+
+
+@torch.no_grad()
+def onnx_max_diff(path, module, batched, sample_rate=16000, seed=0):
+    """Largest |ONNX Runtime - PyTorch| over the check inputs.
+
+    Arguments
+    ---------
+    path : str
+        ``.onnx`` file.
+    module : WaveformEncoder
+        The PyTorch model it was exported from.
+    batched : bool
+        Whether the graph takes ``wav_lens`` and a dynamic batch.
+    sample_rate : int
+        Rate of the synthetic test audio.
+    seed : int
+        Seed of the test audio.
+
+    Returns
+    -------
+    float
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"]
+    )
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for wav, lens in _check_batches(batched, sample_rate, generator):
+        feed = {"wav": wav.numpy()}
+        if batched:
+            feed["wav_lens"] = lens.numpy()
+            ref = module(wav, lens)
+        else:
+            ref = module(wav)
+        got = torch.from_numpy(session.run(None, feed)[0])
+        if got.shape != ref.shape:
+            raise RuntimeError(
+                f"{path}: ONNX output shape {tuple(got.shape)} != PyTorch "
+                f"{tuple(ref.shape)}"
+            )
+        worst = max(worst, float((got - ref).abs().max()))
+    return worst
+
+
+def export_onnx(
+    source,
+    dest=None,
+    savedir=None,
+    opset=18,
+    atol=1e-4,
+    sample_rate=16000,
+    update_card=True,
+):
+    """Exports a published folder's encoder to ONNX and checks it.
+
+    Arguments
+    ---------
+    source : str
+        Published folder (anything ``EncoderClassifier.from_hparams``
+        loads).
+    dest : str, optional
+        Output ``.onnx`` path; default ``<source>/embedding_model.onnx``.
+    savedir : str, optional
+        Where ``from_hparams`` links the files; default a temporary folder.
+    opset : int
+        ONNX opset (>= 17: the STFT of the features is an ONNX op there).
+    atol : float
+        Largest |ONNX Runtime - PyTorch| embedding difference accepted on
+        the check inputs (1, 3 and 7.3 s; a padded batch when batched).
+    sample_rate : int
+        Sample rate of the model's input.
+    update_card : bool
+        Append an "ONNX" section to ``<source>/README.md`` if it exists.
+
+    Returns
+    -------
+    dict
+        ``path``, ``batched`` (dynamic batch + ``wav_lens`` input, else one
+        utterance), ``inputs``, ``max_abs_diff``, ``opset``.
+    """
+    _require_onnx()
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    if not os.path.isfile(os.path.join(source, "hyperparams.yaml")):
+        raise FileNotFoundError(
+            f"{source}: not a published folder (no hyperparams.yaml)"
+        )
+    dest = os.path.abspath(dest or os.path.join(source, ONNX_NAME))
+    with tempfile.TemporaryDirectory() as tmp:
+        model = EncoderClassifier.from_hparams(
+            source=os.path.abspath(source),
+            savedir=savedir or os.path.join(tmp, "model"),
+            run_opts={"device": "cpu"},
+        )
+        mods = model.mods
+        tmp_path = os.path.join(
+            os.path.dirname(dest), f".{os.path.basename(dest)}.tmp"
+        )
+        example = 0.1 * torch.randn(2, 3 * sample_rate)
+        lens = torch.tensor([1.0, 0.8])
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        time = torch.export.Dim.AUTO
+        batched = True
+        try:
+            module = WaveformEncoder(
+                mods.compute_features, mods.mean_var_norm, mods.embedding_model
+            ).eval()
+            _export(
+                module,
+                (example, lens),
+                tmp_path,
+                {"wav": {0: batch, 1: time}, "wav_lens": {0: batch}},
+                opset,
+            )
+        except Exception as err:  # noqa: BLE001 - any export failure
+            logger.info(
+                "Batched export failed (%s); exporting one utterance at a time",
+                str(err).splitlines()[0][:200],
+            )
+            batched = False
+            module = WaveformEncoder(
+                mods.compute_features,
+                mods.mean_var_norm,
+                mods.embedding_model,
+                use_lengths=False,
+            ).eval()
+            _export(module, (example[:1],), tmp_path, {"wav": {1: time}}, opset)
+        try:
+            with export_friendly():
+                diff = onnx_max_diff(tmp_path, module, batched, sample_rate)
+            if diff > atol:
+                raise RuntimeError(
+                    f"{source}: ONNX embeddings differ from PyTorch by "
+                    f"{diff:.2e} (> atol {atol})"
+                )
+            os.replace(tmp_path, dest)
+        finally:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
+    inputs = (
+        "wav [batch, time] float32, wav_lens [batch] relative lengths"
+        if batched
+        else "wav [1, time] float32 (one utterance)"
+    )
+    info = {
+        "path": dest,
+        "batched": batched,
+        "inputs": inputs,
+        "output": "embedding [batch, dim]",
+        "sample_rate": sample_rate,
+        "max_abs_diff": diff,
+        "opset": opset,
+    }
+    card = os.path.join(source, "README.md")
+    if update_card and os.path.isfile(card):
+        _update_card(card, info)
+    logger.info("Exported %s (max abs diff to PyTorch %.2e)", dest, diff)
+    return info
+
+
+def _update_card(card, info):
+    with open(card) as f:
+        text = f.read()
+    text = text.split("\n## ONNX\n")[0].rstrip("\n") + "\n"
+    feed = '{"wav": wav}'
+    if info["batched"]:
+        feed = '{"wav": wav, "wav_lens": np.ones(len(wav), "float32")}'
+    text += "\n".join(
+        [
+            "",
+            "## ONNX",
+            "",
+            f"`{os.path.basename(info['path'])}`: Fbank features, "
+            "normalisation and embedding model in one graph (opset "
+            f"{info['opset']}), dynamic time axis; inputs: {info['inputs']}; "
+            f"output: {info['output']}. Max |ONNX Runtime - PyTorch| on the "
+            f"export check: {info['max_abs_diff']:.1e}.",
+            "",
+            "```python",
+            "import numpy as np, onnxruntime as ort",
+            f"sess = ort.InferenceSession('{os.path.basename(info['path'])}')",
+            f"emb = sess.run(None, {feed})[0]  # wav: float32 "
+            f"[batch, samples] at {info['sample_rate']} Hz",
+            "```",
+            "",
+        ]
+    )
+    atomic_write_text(card, text)
+
+
+def main(argv=None):
+    """``python -m speechbrain_kd.onnx_export DIR [--dest F] [--atol A]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="published folder")
+    parser.add_argument("--dest", default=None, help="output .onnx path")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--atol", type=float, default=1e-4)
+    parser.add_argument("--no-card", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    info = export_onnx(
+        args.source,
+        dest=args.dest,
+        opset=args.opset,
+        atol=args.atol,
+        update_card=not args.no_card,
+    )
+    print(json.dumps(info, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
