@@ -240,7 +240,9 @@ def count_macs(modules, seconds=3.0, sample_rate=16000):
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    feats_fn = modules.get("compute_features")
+    feats_fn = (
+        modules["compute_features"] if "compute_features" in modules else None
+    )
     model = unwrap_module(modules["embedding_model"])
     was_training = model.training
     try:
@@ -289,6 +291,8 @@ def model_card(card, num_classes, modules):
             " and `speechbrain_kd` (the embedding model is "
             f"`{model_class.__module__}.{model_class.__name__}`)"
         )
+    if model_class.__module__.endswith(".wavlm"):
+        needs += ", and `transformers` (`pip install speechbrain_kd[hf]`)"
     lines += [
         "",
         "## Use",

@@ -70,7 +70,9 @@ if __name__ == "__main__":
         label_encoder,
         datasets,
         card={
-            "title": "Distilled ECAPA-TDNN student (speechbrain_kd)",
+            "title": hparams.get(
+                "card_title", "Distilled ECAPA-TDNN student (speechbrain_kd)"
+            ),
             "distillation": ", ".join(t.name for t in brain.terms)
             or "none (task loss)",
             "teacher": hparams["teacher_source"],

@@ -59,7 +59,9 @@ if __name__ == "__main__":
         label_encoder,
         datasets,
         card={
-            "title": "ECAPA-TDNN teacher (speechbrain_kd)",
+            "title": hparams.get(
+                "card_title", "ECAPA-TDNN teacher (speechbrain_kd)"
+            ),
             "method": "AAM softmax, no distillation",
             "training data": hparams["train_csv"],
         },

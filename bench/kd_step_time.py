@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""KD train-step time over plain student step time, same batch (CPU or GPU).
+
+Both steps are ``KDBrain.fit_batch`` of the MiniSpeakers recipe (forward,
+loss, backward, Adam step): the plain one from ``nokd.yaml`` (no teacher),
+the distillation one from a method YAML (default ``trkd.yaml``) with the
+frozen teacher in inference mode. The two Brains are timed alternately on
+the same batch in one process, so the ratio is robust to machine load; the
+median of ``--steps`` timed steps is reported after ``--warmup`` steps.
+Target: ratio <= 1.3.
+
+    python bench/kd_step_time.py [--teacher PUBLISHED_DIR] [--method trkd]
+
+Without ``--teacher`` the teacher is a random ECAPA-TDNN of
+``teacher_ecapa.yaml`` (C=256: the same cost as the trained one).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "MiniSpeakers"
+
+
+def load(name, overrides):
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(RECIPE / "hparams" / f"{name}.yaml") as f:
+        return load_hyperpyyaml(f, overrides)
+
+
+def random_teacher(tmp, num_classes):
+    """A random teacher_ecapa.yaml model, published like a trained one."""
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    from speechbrain_kd.export import export_pretrained
+
+    overrides = {
+        "data_folder": "unused",
+        "output_folder": os.path.join(tmp, "teacher"),
+        "out_n_neurons": num_classes,
+    }
+    hp = load("teacher_ecapa", overrides)
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable([f"spk{i:04d}" for i in range(num_classes)])
+    dest = os.path.join(tmp, "teacher", "pretrained")
+    export_pretrained(
+        dest,
+        str(RECIPE / "hparams" / "teacher_ecapa.yaml"),
+        overrides,
+        hp["modules"],
+        encoder,
+    )
+    return dest
+
+
+def make_batch(batch_size, seconds, num_classes, sample_rate=16000):
+    from speechbrain.dataio.batch import PaddedBatch
+
+    g = torch.Generator().manual_seed(0)
+    n = int(seconds * sample_rate)
+    return PaddedBatch(
+        [
+            {
+                "id": f"utt{i}",
+                "sig": 0.1 * torch.randn(n, generator=g),
+                "spk_id_encoded": torch.tensor([i % num_classes]),
+            }
+            for i in range(batch_size)
+        ]
+    )
+
+
+def brain_for(name, tmp, run_opts, teacher_dir, extra):
+    from speechbrain.utils.distributed import ddp_init_group  # noqa: F401
+
+    from speechbrain_kd.recipe import load_teacher, make_brain
+
+    overrides = {
+        "data_folder": "unused",
+        "output_folder": os.path.join(tmp, name),
+        "teacher_source": teacher_dir,
+        **extra,
+    }
+    hp = load(name, overrides)
+    teacher = load_teacher(hp, run_opts) if hp.get("distill_terms") else None
+    brain = make_brain(hp, run_opts, teacher=teacher)
+    brain.on_fit_start()
+    brain.on_stage_start(__import__("speechbrain").Stage.TRAIN, epoch=1)
+    return brain
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default=None, help="published teacher")
+    parser.add_argument("--method", default="trkd", help="KD YAML name")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--json", default=None, help="write figures here")
+    args = parser.parse_args(argv)
+
+    num_classes = 269
+    run_opts = {"device": args.device, "precision": args.precision}
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_dir = args.teacher or random_teacher(tmp, num_classes)
+        extra = {"out_n_neurons": num_classes}
+        plain = brain_for("nokd", tmp, run_opts, teacher_dir, extra)
+        kd = brain_for(args.method, tmp, run_opts, teacher_dir, extra)
+        batch = make_batch(args.batch_size, args.seconds, num_classes)
+        times = {"plain": [], "kd": []}
+        for step in range(args.warmup + args.steps):
+            for name, brain in (("plain", plain), ("kd", kd)):
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                brain.fit_batch(batch)
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                if step >= args.warmup:
+                    times[name].append(time.perf_counter() - t0)
+        # the teacher's forward alone, inference mode, same batch
+        wavs, lens = batch.to(kd.device).sig
+        teacher_times = []
+        for step in range(args.warmup + args.steps):
+            t0 = time.perf_counter()
+            kd.teacher(wavs, lens)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if step >= args.warmup:
+                teacher_times.append(time.perf_counter() - t0)
+    plain_s = statistics.median(times["plain"])
+    kd_s = statistics.median(times["kd"])
+    teacher_s = statistics.median(teacher_times)
+    figures = {
+        "method": args.method,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "batch": f"{args.batch_size} x {args.seconds} s",
+        "plain_step_s": round(plain_s, 4),
+        "kd_step_s": round(kd_s, 4),
+        "teacher_forward_s": round(teacher_s, 4),
+        "ratio": round(kd_s / plain_s, 3),
+        "target": 1.3,
+        "met": kd_s / plain_s <= 1.3,
+        "teacher": "random teacher_ecapa.yaml"
+        if args.teacher is None
+        else args.teacher,
+    }
+    for key, value in figures.items():
+        print(f"{key:>18}: {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
