@@ -61,3 +61,18 @@ def test_student_at_most_quarter_of_teacher():
             hp = load_hyperpyyaml(f, {"data_folder": "unused"})
         sizes[name] = sum(p.numel() for p in hp["embedding_model"].parameters())
     assert sizes["trkd"] <= 0.25 * sizes["teacher_ecapa"]
+
+
+def test_mixer_trkd_is_trkd_with_a_mixer_student():
+    """mixer_trkd.yaml: trkd.yaml's training and distillation, another
+    embedding model (the Mixer row of the method table)."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    trkd, mixer = load("trkd"), load("mixer_trkd")
+    for key in ("distill_terms", "tau_schedule", "compute_cost", "lr"):
+        assert dump(trkd[key]) == dump(mixer[key]), key
+    with open(RECIPE / "hparams" / "mixer_trkd.yaml") as f:
+        hp = load_hyperpyyaml(f, {"data_folder": "unused"})
+    emb = hp["embedding_model"](torch.randn(2, 120, 80), torch.ones(2))
+    assert emb.shape == (2, 1, hp["emb_dim"])
