@@ -120,6 +120,7 @@ def main(argv=None):
                 model.mods.embedding_model
             )
             figures[f"{role}_onnx_max_abs_diff"] = info["max_abs_diff"]
+            figures[f"{role}_onnx_max_rel_diff"] = info["max_rel_diff"]
         times = {name: [] for name in calls}
         for _ in range(args.warmup):
             for fn in calls.values():

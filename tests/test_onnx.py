@@ -65,7 +65,7 @@ def test_onnx_matches_encoder_classifier(exported, tmp_path):
     from speechbrain.inference.speaker import EncoderClassifier
 
     dest, info = exported
-    assert info["batched"] and info["max_abs_diff"] < 1e-4
+    assert info["batched"] and info["max_rel_diff"] < 1e-4
     assert os.path.isfile(dest / "embedding_model.onnx")
     model = EncoderClassifier.from_hparams(
         source=str(dest), savedir=str(tmp_path / "sv")
@@ -133,7 +133,11 @@ def test_export_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a published folder"):
         onnx_export.export_onnx(str(tmp_path))
     dest = publish_random("teacher_ecapa.yaml", tmp_path / "pretrained")
-    monkeypatch.setattr(onnx_export, "onnx_max_diff", lambda *a, **k: 1.0)
+    monkeypatch.setattr(
+        onnx_export,
+        "onnx_differences",
+        lambda *a, **k: {"max_rel_diff": 1.0, "max_abs_diff": 2.0},
+    )
     with pytest.raises(RuntimeError, match="differ from PyTorch"):
         onnx_export.export_onnx(str(dest), update_card=False)
     # nothing half written
