@@ -393,6 +393,58 @@ def plot_pareto(groups, path):
 # ---------------------------------------------------------------- report
 
 
+def speed_section(folder):
+    """Markdown of kd_step_time.json and embed_speed.json, when present."""
+    out = []
+    step = os.path.join(folder, "kd_step_time.json")
+    if os.path.isfile(step):
+        f = read_json(step)
+        out += [
+            "",
+            "## Training cost of distillation (`bench/kd_step_time.py`)",
+            "",
+            f"One `fit_batch` (forward, loss, backward, Adam step), batch "
+            f"{f['batch']}, {f['device']}, {f['threads']} thread(s), median; "
+            "plain and KD steps alternate in one process.",
+            "",
+            "| plain student step | KD step (" + f["method"] + ") | teacher "
+            "forward alone | ratio | target |",
+            "|---|---|---|---|---|",
+            f"| {f['plain_step_s']:.3f} s | {f['kd_step_s']:.3f} s | "
+            f"{f['teacher_forward_s']:.3f} s | {f['ratio']:.2f} | <= "
+            f"{f['target']} ({'met' if f['met'] else 'not met'}) |",
+        ]
+    speed = os.path.join(folder, "embed_speed.json")
+    if os.path.isfile(speed):
+        f = read_json(speed)
+        out += [
+            "",
+            "## Embedding time on CPU (`bench/embed_speed.py`)",
+            "",
+            f"One utterance of {f['seconds']:g} s, {f['threads']} thread(s), "
+            "median of interleaved calls; ONNX = `speechbrain_kd.onnx_export` "
+            "graph (Fbank + normalisation + embedding) in ONNX Runtime.",
+            "",
+            "| model | params | PyTorch | ONNX Runtime | max abs diff "
+            "ONNX vs PyTorch |",
+            "|---|---|---|---|---|",
+        ]
+        for role in ("student", "teacher"):
+            out.append(
+                f"| {role} | {f[role + '_params']:,} | "
+                f"{f[role + '_pytorch_ms']:.1f} ms | "
+                f"{f[role + '_onnx_ms']:.1f} ms | "
+                f"{f[role + '_onnx_max_abs_diff']:.1e} |"
+            )
+        out += [
+            "",
+            f"Teacher / student: {f['teacher/student pytorch']:.2f}x "
+            f"(PyTorch), {f['teacher/student onnx']:.2f}x (ONNX); student "
+            f"PyTorch / ONNX: {f['student pytorch/onnx']:.2f}x.",
+        ]
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(RECIPE / "results" / "mini"))
@@ -483,6 +535,7 @@ def main(argv=None):
                 f"| {label} | {eer:.2f} | {dcf:.3f} | {params:,} | "
                 f"{fmt_macs(macs)} |"
             )
+    out += speed_section(args.out)
     plot_tau(os.path.join(figs, "tau.png"))
     if det:
         plot_det(det, os.path.join(figs, "det_curves.png"))
