@@ -279,7 +279,7 @@ def plot_det(det, path):
     from scipy.stats import norm
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
+    ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
     for label, scores in det.items():
         far, frr = det_points(*read_scores(scores))
         keep = (far > 1e-4) & (frr > 1e-4) & (far < 0.6) & (frr < 0.6)
