@@ -27,31 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kd_step_time import RECIPE, load  # noqa: E402
-
-
-def random_folder(tmp, name):
-    from speechbrain.dataio.encoder import CategoricalEncoder
-
-    from speechbrain_kd.export import export_pretrained
-
-    overrides = {
-        "data_folder": "unused",
-        "output_folder": os.path.join(tmp, name),
-        "out_n_neurons": 269,
-    }
-    hp = load(name, overrides)
-    encoder = CategoricalEncoder()
-    encoder.update_from_iterable([f"spk{i:04d}" for i in range(269)])
-    dest = os.path.join(tmp, name, "pretrained")
-    export_pretrained(
-        dest,
-        str(RECIPE / "hparams" / f"{name}.yaml"),
-        overrides,
-        hp["modules"],
-        encoder,
-    )
-    return dest
+from kd_step_time import publish_random  # noqa: E402
 
 
 def timer(fn, runs, warmup):
@@ -86,8 +62,9 @@ def main(argv=None):
     calls = {}
     with tempfile.TemporaryDirectory() as tmp:
         folders = {
-            "student": args.student or random_folder(tmp, "trkd"),
-            "teacher": args.teacher or random_folder(tmp, "teacher_ecapa"),
+            "student": args.student or publish_random(tmp, "trkd", 269),
+            "teacher": args.teacher
+            or publish_random(tmp, "teacher_ecapa", 269),
         }
         for role, folder in folders.items():
             model = EncoderClassifier.from_hparams(

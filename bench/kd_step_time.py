@@ -37,24 +37,25 @@ def load(name, overrides):
         return load_hyperpyyaml(f, overrides)
 
 
-def random_teacher(tmp, num_classes):
-    """A random teacher_ecapa.yaml model, published like a trained one."""
+def publish_random(tmp, name, num_classes):
+    """A random model of recipe YAML ``name``, published like a trained one
+    (speed does not depend on the weights)."""
     from speechbrain.dataio.encoder import CategoricalEncoder
 
     from speechbrain_kd.export import export_pretrained
 
     overrides = {
         "data_folder": "unused",
-        "output_folder": os.path.join(tmp, "teacher"),
+        "output_folder": os.path.join(tmp, name),
         "out_n_neurons": num_classes,
     }
-    hp = load("teacher_ecapa", overrides)
+    hp = load(name, overrides)
     encoder = CategoricalEncoder()
     encoder.update_from_iterable([f"spk{i:04d}" for i in range(num_classes)])
-    dest = os.path.join(tmp, "teacher", "pretrained")
+    dest = os.path.join(tmp, name, "pretrained")
     export_pretrained(
         dest,
-        str(RECIPE / "hparams" / "teacher_ecapa.yaml"),
+        str(RECIPE / "hparams" / f"{name}.yaml"),
         overrides,
         hp["modules"],
         encoder,
@@ -80,7 +81,7 @@ def make_batch(batch_size, seconds, num_classes, sample_rate=16000):
 
 
 def brain_for(name, tmp, run_opts, teacher_dir, extra):
-    from speechbrain.utils.distributed import ddp_init_group  # noqa: F401
+    import speechbrain as sb
 
     from speechbrain_kd.recipe import load_teacher, make_brain
 
@@ -94,7 +95,7 @@ def brain_for(name, tmp, run_opts, teacher_dir, extra):
     teacher = load_teacher(hp, run_opts) if hp.get("distill_terms") else None
     brain = make_brain(hp, run_opts, teacher=teacher)
     brain.on_fit_start()
-    brain.on_stage_start(__import__("speechbrain").Stage.TRAIN, epoch=1)
+    brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     return brain
 
 
@@ -114,7 +115,9 @@ def main(argv=None):
     num_classes = 269
     run_opts = {"device": args.device, "precision": args.precision}
     with tempfile.TemporaryDirectory() as tmp:
-        teacher_dir = args.teacher or random_teacher(tmp, num_classes)
+        teacher_dir = args.teacher or publish_random(
+            tmp, "teacher_ecapa", num_classes
+        )
         extra = {"out_n_neurons": num_classes}
         plain = brain_for("nokd", tmp, run_opts, teacher_dir, extra)
         kd = brain_for(args.method, tmp, run_opts, teacher_dir, extra)
