@@ -15,6 +15,7 @@ import torch
 
 from speechbrain_kd.objectives.dkd import masked_kl, mass_kl
 from speechbrain_kd.objectives.kd import check_logits
+from speechbrain_kd.objectives.trkd import top_class_mask, top_mass_mask
 
 
 def primary_mask(teacher_logits, threshold, T=1.0):
@@ -50,14 +51,9 @@ def primary_mask(teacher_logits, threshold, T=1.0):
     p = (teacher_logits.detach().float() / T).softmax(-1)
     if threshold >= 1.0:
         return torch.ones_like(p, dtype=torch.bool)
-    p_sorted, order = torch.sort(p, dim=-1, descending=True, stable=True)
-    # Class k (in sorted order) is primary iff the mass before it is below
-    # the cutoff (1e-6: float32 sums landing exactly on it count as reached)
-    mass_before = torch.cumsum(p_sorted, -1) - p_sorted
-    in_sorted = mass_before < threshold - 1e-6
-    in_sorted[:, 0] = True
-    mask = torch.zeros_like(p, dtype=torch.bool)
-    return mask.scatter(-1, order, in_sorted)
+    # slack 1e-6: float32 sums landing exactly on the cutoff count as
+    # reaching it
+    return top_mass_mask(p, threshold, slack=1e-6) | top_class_mask(p)
 
 
 def group_masses(logits, primary):

@@ -54,17 +54,38 @@ def confusion_mask(teacher_logits, targets, tau):
     p = teacher_logits.detach().float().softmax(-1)
     q = torch.where(gt, torch.zeros_like(p), p)
     q = q / q.sum(-1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
-    q_sorted, order = torch.sort(q, dim=-1, descending=True, stable=True)
-    # Class k (in sorted order) is in F iff the mass before it is < tau.
-    mass_before = torch.cumsum(q_sorted, -1) - q_sorted
-    in_f_sorted = mass_before < tau
-    in_f = torch.zeros_like(gt).scatter(-1, order, in_f_sorted)
     # The target sorts last (q = 0) but can still be reached: remove it, and
     # keep the top non-target class when nothing else is left.
-    in_f = in_f & ~gt
-    top = torch.zeros_like(gt).scatter(-1, order[:, :1], True) & ~gt
+    in_f = top_mass_mask(q, tau) & ~gt
+    top = top_class_mask(q) & ~gt
     empty = ~in_f.any(-1, keepdim=True)
     return in_f | (top & empty)
+
+
+def top_mass_mask(probs, cutoff, slack=0.0):
+    """The top classes holding ``cutoff`` of the mass, as a bool mask.
+
+    Classes are ranked by ``probs`` (descending, ties in index order); a
+    class is kept iff the mass of the classes ranked above it is below
+    ``cutoff - slack``: the smallest prefix whose cumulative mass reaches
+    the cutoff.
+
+    Example
+    -------
+    >>> p = torch.tensor([[0.1, 0.5, 0.3, 0.1]])
+    >>> top_mass_mask(p, 0.7).int().tolist()
+    [[0, 1, 1, 0]]
+    """
+    p_sorted, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+    mass_before = torch.cumsum(p_sorted, -1) - p_sorted
+    keep = mass_before < cutoff - slack
+    return torch.zeros_like(keep).scatter(-1, order, keep)
+
+
+def top_class_mask(probs):
+    """Bool mask of the most probable class of each row (first on ties)."""
+    top = probs.argmax(-1, keepdim=True)
+    return torch.zeros_like(probs, dtype=torch.bool).scatter(-1, top, True)
 
 
 def triage_masses(logits, gt, conf):
