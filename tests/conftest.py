@@ -2,12 +2,50 @@
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "MiniSpeakers"
+
+# Options of the tiny end-to-end recipe runs on ``tiny_data`` (9 classes)
+TINY_RUN = [
+    "--batch_size=8",
+    "--num_workers=0",
+    "--noprogressbar",
+    "--out_n_neurons=9",
+    "--prep_opts={arabic_valid_utts: 2, arabic_trials: 40, libri_trials: 20}",
+]
+
+
+def run_recipe(script, yaml, *args, check=True):
+    """Runs ``python script hparams/yaml args`` in the MiniSpeakers recipe;
+    with ``check``, a failure raises with the end of its stderr."""
+    proc = subprocess.run(
+        [sys.executable, script, f"hparams/{yaml}", *args],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread per process for tiny models: on a loaded machine (shared
+    CPU) OpenMP's spinning threads make them ~10 times slower. Modules opt
+    in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def shared_data():

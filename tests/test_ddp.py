@@ -39,7 +39,8 @@ from test_reliability import (
 )
 
 # Fixtures shared with test_reliability.py
-one_thread, prep, teacher_dir = rel.one_thread, rel.prep, rel.teacher_dir
+prep, teacher_dir = rel.prep, rel.teacher_dir
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Tolerances of the 2-process run against the single-process one (see the
 # module docstring): relative, on the logged losses (training losses of

@@ -12,7 +12,7 @@ import sys
 import pytest
 import ruamel.yaml
 import torch
-from conftest import RECIPE
+from conftest import RECIPE, TINY_RUN
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -40,13 +40,7 @@ SMALL = dict(
 ALL_GROUPS = ("channels", "mfa", "attention", "se")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread (two spin badly on a shared, loaded CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model(seed=0, **kwargs):
@@ -347,14 +341,7 @@ def test_dyn_yamls_differ_only_in_target():
     assert dyn["distill_terms"]["trkd"] == trkd["distill_terms"]["trkd"]
 
 
-TINY = [
-    "--emb_dim=32",
-    "--batch_size=8",
-    "--num_workers=0",
-    "--noprogressbar",
-    "--out_n_neurons=9",
-    "--prep_opts={arabic_valid_utts: 2, arabic_trials: 40, libri_trials: 20}",
-]
+TINY = ["--emb_dim=32", *TINY_RUN]
 
 
 def random_teacher(tiny_data, folder):

@@ -37,13 +37,7 @@ from speechbrain_kd.taps import LayerTaps
 SMALL = dict(input_size=20, dim=16, num_blocks=3, conv_channels=8, emb_dim=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread (two spin badly on a shared, loaded CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise_norms(model, seed=1):

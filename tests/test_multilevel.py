@@ -5,13 +5,11 @@ import functools
 import io
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import ruamel.yaml
 import torch
-from conftest import RECIPE
+from conftest import RECIPE, TINY_RUN, run_recipe
 
 from speechbrain_kd.brain import build_terms, provided_inputs
 from speechbrain_kd.lobes.aggregation import (
@@ -485,27 +483,6 @@ def test_ml_yaml_terms_run_on_teacher_taps(name, teacher_model):
 
 # ------------------------------------------------------------ tiny recipe
 
-TINY = [
-    "--batch_size=8",
-    "--num_workers=0",
-    "--noprogressbar",
-    "--out_n_neurons=9",
-    "--prep_opts={arabic_valid_utts: 2, arabic_trials: 40, libri_trials: 20}",
-]
-
-
-def run(script, yaml, *args):
-    proc = subprocess.run(
-        [sys.executable, script, f"hparams/{yaml}", *args],
-        cwd=RECIPE,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"{script} failed:\n{proc.stderr[-4000:]}")
-    return proc
-
 
 def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     from speechbrain.inference.speaker import EncoderClassifier
@@ -513,7 +490,7 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     from speechbrain_kd.teachers import FrozenTeacher
 
     teacher = tmp_path / "teacher"
-    run(
+    run_recipe(
         "train_teacher.py",
         "teacher_xvector.yaml",
         f"--data_folder={tiny_data}",
@@ -523,10 +500,10 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
         "--channels=32",
         "--wide_channels=48",
         "--emb_dim=24",
-        *TINY,
+        *TINY_RUN,
     )
     out = tmp_path / "lde"
-    run(
+    run_recipe(
         "train_kd.py",
         "ml_lde.yaml",
         f"--data_folder={tiny_data}",
@@ -541,7 +518,7 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
         "--teacher_wide_channels=48",
         "--teacher_emb_dim=24",
         "--lde_pooling={num_components: 4, reduce_size: 8}",
-        *TINY,
+        *TINY_RUN,
     )
     log = (out / "train_log.txt").read_text()
     assert "train lde" in log and "train task" in log

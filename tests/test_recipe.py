@@ -3,40 +3,18 @@ export and reload; plus the Brain's handling of the frozen teacher."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import RECIPE
+from conftest import RECIPE, TINY_RUN, run_recipe
 
-TINY = [
-    "--emb_dim=32",
-    "--batch_size=8",
-    "--num_workers=0",
-    "--noprogressbar",
-    "--out_n_neurons=9",
-    "--prep_opts={arabic_valid_utts: 2, arabic_trials: 40, libri_trials: 20}",
-]
-
-
-def run(script, yaml, *args, check=True):
-    proc = subprocess.run(
-        [sys.executable, script, f"hparams/{yaml}", *args],
-        cwd=RECIPE,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} failed:\n{proc.stderr[-4000:]}")
-    return proc
+TINY = ["--emb_dim=32", *TINY_RUN]
 
 
 @pytest.fixture(scope="module")
 def teacher_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    run(
+    run_recipe(
         "train_teacher.py",
         "teacher_ecapa.yaml",
         f"--data_folder={tiny_data}",
@@ -69,7 +47,7 @@ def test_trkd_student_end_to_end(teacher_run, tiny_data, tmp_path):
     from speechbrain.inference.speaker import EncoderClassifier
 
     out = tmp_path / "trkd"
-    run(
+    run_recipe(
         "train_kd.py",
         "trkd.yaml",
         f"--data_folder={tiny_data}",
@@ -106,7 +84,7 @@ def test_trkd_student_end_to_end(teacher_run, tiny_data, tmp_path):
 
 
 def test_bad_data_folder(tmp_path):
-    proc = run(
+    proc = run_recipe(
         "train_teacher.py",
         "teacher_ecapa.yaml",
         f"--data_folder={tmp_path}/missing_corpus",
@@ -123,7 +101,7 @@ def test_bad_data_folder(tmp_path):
 
 
 def test_class_count_mismatch(teacher_run, tiny_data, tmp_path):
-    proc = run(
+    proc = run_recipe(
         "train_teacher.py",
         "teacher_ecapa.yaml",
         f"--data_folder={tiny_data}",
@@ -203,7 +181,7 @@ def test_synthetic_corpus_end_to_end(tmp_path):
         *[a for a in TINY if not a.startswith(("--out_n", "--prep_opts"))],
         "--out_n_neurons=8",
     ]
-    run(
+    run_recipe(
         "train_teacher.py",
         "teacher_ecapa.yaml",
         f"--output_folder={tmp_path}/teacher",
@@ -211,7 +189,7 @@ def test_synthetic_corpus_end_to_end(tmp_path):
         "--channels=24",
         *common,
     )
-    run(
+    run_recipe(
         "train_kd.py",
         "trkd.yaml",
         f"--output_folder={tmp_path}/trkd",

@@ -58,14 +58,7 @@ RESUME_ARGS = [
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread per process: on a loaded machine (shared CPU) OpenMP's
-    spinning threads make the tiny models ~10 times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Fixtures and the reference run are shared with test_ddp.py: they are

@@ -5,12 +5,11 @@ end-to-end run (train_teacher.py teacher_wavlm.yaml, then train_kd.py
 wavlm_mixer.yaml, then EncoderClassifier.from_hparams of both)."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import RECIPE
+from conftest import RECIPE, TINY_RUN, run_recipe
 
 from speechbrain_kd.lobes.mixer import MixerSpeaker, SpeakerHead
 from speechbrain_kd.taps import LayerTaps
@@ -29,13 +28,7 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread (two spin badly on a shared, loaded CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def save_tiny_wavlm(path, **config):
@@ -222,27 +215,6 @@ def test_teacher_yaml_builds_a_frozen_wavlm_teacher(tiny_wavlm):
 
 # ------------------------------------------------------------ tiny recipe
 
-TINY_RUN = [
-    "--batch_size=8",
-    "--num_workers=0",
-    "--noprogressbar",
-    "--out_n_neurons=9",
-    "--prep_opts={arabic_valid_utts: 2, arabic_trials: 40, libri_trials: 20}",
-]
-
-
-def run(script, yaml, *args):
-    proc = subprocess.run(
-        [sys.executable, script, f"hparams/{yaml}", *args],
-        cwd=RECIPE,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"{script} failed:\n{proc.stderr[-4000:]}")
-    return proc
-
 
 def test_tiny_wavlm_teacher_and_mixer_student(tiny_data, tiny_wavlm, tmp_path):
     from speechbrain.inference.speaker import EncoderClassifier
@@ -251,7 +223,7 @@ def test_tiny_wavlm_teacher_and_mixer_student(tiny_data, tiny_wavlm, tmp_path):
 
     wavlm_path, _ = tiny_wavlm
     teacher = tmp_path / "teacher"
-    run(
+    run_recipe(
         "train_teacher.py",
         "teacher_wavlm.yaml",
         f"--data_folder={tiny_data}",
@@ -273,7 +245,7 @@ def test_tiny_wavlm_teacher_and_mixer_student(tiny_data, tiny_wavlm, tmp_path):
     assert not torch.equal(state["layer_weights"], torch.zeros(3))
 
     student = tmp_path / "student"
-    run(
+    run_recipe(
         "train_kd.py",
         "wavlm_mixer.yaml",
         f"--data_folder={tiny_data}",
