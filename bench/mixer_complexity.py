@@ -18,7 +18,7 @@ Models (random weights: nothing is downloaded):
 - ``TransformerSpeaker`` with the student's front end, depth, width and
   head: pre-norm Transformer layers, 4 heads, feed-forward 4 x width.
 
-MACs are counted by ``speechbrain_kd.lobes.mixer.count_macs``
+MACs are counted by ``speechbrain_kd.objectives.complexity.count_macs``
 (``torch.utils.flop_counter``, MACs = FLOPs / 2, attention included) for
 one utterance of ``--seconds`` of 16-kHz audio; the Fbank computation
 (an FFT) is not counted. The last column repeats the count for ``--long``
@@ -40,8 +40,8 @@ sys.path.insert(0, REPO)
 from speechbrain_kd.lobes.mixer import (  # noqa: E402
     MixerSpeaker,
     TransformerSpeaker,
-    count_macs,
 )
+from speechbrain_kd.objectives.complexity import count_macs  # noqa: E402
 
 SAMPLE_RATE = 16000
 

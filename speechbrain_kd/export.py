@@ -25,6 +25,7 @@ from hyperpyyaml import resolve_references
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_kd.data import atomic_write_text
+from speechbrain_kd.objectives.complexity import count_macs as forward_macs
 
 logger = logging.getLogger(__name__)
 
@@ -219,13 +220,13 @@ def count_parameters(module):
     return sum(p.numel() for p in unwrap_module(module).parameters())
 
 
-@torch.no_grad()
 def count_macs(modules, seconds=3.0, sample_rate=16000):
     """Multiply-accumulates of one embedding of ``seconds`` of audio.
 
-    Counted by ``torch.utils.flop_counter`` (MACs = FLOPs / 2) over the
-    feature extractor and the embedding model; ``None`` when they cannot run
-    on CPU here (e.g. a model that needs a GPU kernel).
+    The feature extractor's and the embedding model's MACs, counted by
+    ``speechbrain_kd.objectives.complexity.count_macs`` (attention
+    included); ``None`` when they cannot run on CPU here (e.g. a model that
+    needs a GPU kernel).
 
     Example
     -------
@@ -238,26 +239,22 @@ def count_macs(modules, seconds=3.0, sample_rate=16000):
     >>> count_macs(mods) > 0
     True
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     feats_fn = (
         modules["compute_features"] if "compute_features" in modules else None
     )
     model = unwrap_module(modules["embedding_model"])
-    was_training = model.training
     try:
-        model.eval()
-        wav = torch.zeros(1, int(seconds * sample_rate))
         device = next(model.parameters()).device
-        with FlopCounterMode(display=False) as counter:
-            x = feats_fn(wav.to(device)) if feats_fn is not None else wav
-            model(x, torch.ones(1, device=device))
-        return counter.get_total_flops() // 2
+        x = torch.zeros(1, int(seconds * sample_rate), device=device)
+        macs = 0
+        if feats_fn is not None:
+            macs += forward_macs(feats_fn, x)
+            with torch.no_grad():
+                x = feats_fn(x)
+        return macs + forward_macs(model, x, torch.ones(1, device=device))
     except Exception as err:  # noqa: BLE001 - the card is informative
         logger.warning("MACs not counted: %s", err)
         return None
-    finally:
-        model.train(was_training)
 
 
 def model_card(card, num_classes, modules):

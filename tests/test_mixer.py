@@ -22,9 +22,9 @@ from speechbrain_kd.lobes.mixer import (
     MixerSpeaker,
     TokenMixing,
     TransformerSpeaker,
-    count_macs,
 )
 from speechbrain_kd.lobes.waveform import RawWaveform, WaveformNormalization
+from speechbrain_kd.objectives.complexity import count_macs
 from speechbrain_kd.objectives.hidden import (
     HiddenStateDistillation,
     align_frames,

@@ -27,7 +27,6 @@ from hyperpyyaml import load_hyperpyyaml
 from mini_prepare import prepare_corpus
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.inference.speaker import EncoderClassifier
-from torch.utils.flop_counter import FlopCounterMode
 
 from speechbrain_kd.data import atomic_write_text, dataio_prep
 from speechbrain_kd.export import (
@@ -35,6 +34,7 @@ from speechbrain_kd.export import (
     count_parameters,
     export_pretrained,
 )
+from speechbrain_kd.objectives.complexity import count_macs
 from speechbrain_kd.recipe import verify
 from speechbrain_kd.verification import extract_embeddings
 
@@ -59,14 +59,6 @@ def load_dynamic_student(folder, savedir, device):
             "speechbrain_kd.lobes.dynamic.DynamicECAPA)"
         )
     return student
-
-
-@torch.no_grad()
-def counted_macs(model, input_size, frames, device):
-    """MACs of one forward pass, counted by ``FlopCounterMode`` (FLOPs/2)."""
-    with FlopCounterMode(display=False) as counter:
-        model(torch.randn(1, frames, input_size, device=device))
-    return counter.get_total_flops() // 2
 
 
 if __name__ == "__main__":
@@ -145,7 +137,9 @@ if __name__ == "__main__":
         "frames": frames,
         "macs_full": int(dynamic.macs()),
         "macs_pruned": int(dynamic.macs(widths)),
-        "macs_pruned_counted": int(counted_macs(plain, n_in, frames, device)),
+        "macs_pruned_counted": int(
+            count_macs(plain, torch.randn(1, frames, n_in, device=device))
+        ),
         "flops_ratio_continuous": float(dynamic.flops_ratio().detach()),
         "params_full": count_parameters(dynamic) - len(dynamic.width),
         "params_pruned": count_parameters(plain),

@@ -664,43 +664,6 @@ class TransformerSpeaker(torch.nn.Module):
         return self.head(self.norm(x), counts=counts)
 
 
-def count_macs(model, *inputs):
-    """Multiply-accumulates of one eval-mode forward pass ``model(*inputs)``.
-
-    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs
-    / 2: matrix products and convolutions; element-wise operations, norms
-    and softmax are not counted). PyTorch's fused attention kernels are
-    invisible to the counter (the inference fast path of
-    ``TransformerEncoderLayer``, the CPU flash kernel of
-    ``scaled_dot_product_attention``), so they are turned off while
-    counting: attention is counted as its two matrix products.
-
-    Example
-    -------
-    >>> import torch
-    >>> layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
-    >>> # Linear layers: 10 frames x (4 * 8 * 8 + 2 * 8 * 16); attention:
-    >>> # 2 x 10 x 10 x 8
-    >>> count_macs(layer, torch.randn(1, 10, 8))
-    6720
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    fast_path = torch.backends.mha.get_fastpath_enabled()
-    model.eval()
-    try:
-        torch.backends.mha.set_fastpath_enabled(False)
-        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-            with FlopCounterMode(display=False) as counter:
-                model(*inputs)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast_path)
-        model.train(was_training)
-    return counter.get_total_flops() // 2
-
-
 class FrontEndFeatures(torch.nn.Module):
     """``compute_features`` matching a front end: SpeechBrain's ``Fbank``
     for ``fbank``, the waveform itself (``RawWaveform``) for ``conv``.
