@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """KD train-step time over plain student step time, same batch (CPU or GPU).
 
-Both steps are ``KDBrain.fit_batch`` of the MiniSpeakers recipe (forward,
+Every step is ``KDBrain.fit_batch`` of the MiniSpeakers recipe (forward,
 loss, backward, Adam step): the plain one from ``nokd.yaml`` (no teacher),
-the distillation one from a method YAML (default ``trkd.yaml``) with the
-frozen teacher in inference mode. The two Brains are timed alternately on
-the same batch in one process, so the ratio is robust to machine load; the
-median of ``--steps`` timed steps is reported after ``--warmup`` steps.
-Target: ratio <= 1.3.
+the live distillation one from a method YAML (default ``trkd.yaml``) with
+the frozen teacher in inference mode, and the cached one: the same method
+reading the teacher's outputs from a teacher cache
+(``speechbrain_kd.teacher_cache``, built here for the batch's views) with
+no teacher forward pass. The Brains are timed in turn on the same batch in
+one process, so the ratios are robust to machine load; the median of
+``--steps`` timed steps is reported after ``--warmup`` steps. Targets: live
+ratio <= 1.3, cached ratio <= 1.05. Also printed: the cache build rate
+(views/s) and the disk size per million views, for the mini corpus
+(full float16 logits) and computed for VoxCeleb2 (5,994 classes, top-255).
 
     python bench/kd_step_time.py [--teacher PUBLISHED_DIR] [--method trkd]
 
@@ -25,6 +30,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from speechbrain_kd.teacher_cache import bytes_per_view
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "MiniSpeakers"
@@ -74,10 +81,50 @@ def make_batch(batch_size, seconds, num_classes, sample_rate=16000):
                 "id": f"utt{i}",
                 "sig": 0.1 * torch.randn(n, generator=g),
                 "spk_id_encoded": torch.tensor([i % num_classes]),
+                "cache_index": i,
+                "view": 0,
             }
             for i in range(batch_size)
         ]
     )
+
+
+def cache_for(batch, teacher, tmp, num_classes):
+    """A teacher cache holding view 0 of every example of ``batch``, and the
+    seconds its build took (teacher forward + writing)."""
+    from speechbrain_kd.teacher_cache import (
+        TeacherCache,
+        build_cache,
+    )
+
+    wavs, _ = batch.sig
+    meta = dict(
+        key={"bench": True},
+        segments=len(batch.id),
+        views=1,
+        classes=num_classes,
+        embedding_dim=int(
+            teacher(wavs[:1].to(device_of(teacher)))["embedding"].shape[-1]
+        ),
+        topk=None,
+        T=None,
+    )
+    folder = os.path.join(tmp, "teacher_cache")
+    segments = [(i, int(y)) for i, y in enumerate(batch.spk_id_encoded.data)]
+    start = time.perf_counter()
+    build_cache(
+        folder,
+        meta,
+        teacher,
+        segments,
+        lambda row, view: wavs[row],
+        batch_size=len(batch.id),
+    )
+    return TeacherCache(folder), time.perf_counter() - start
+
+
+def device_of(module):
+    return next(iter(module.parameters())).device
 
 
 def brain_for(name, tmp, run_opts, teacher_dir, extra):
@@ -121,10 +168,15 @@ def main(argv=None):
         extra = {"out_n_neurons": num_classes}
         plain = brain_for("nokd", tmp, run_opts, teacher_dir, extra)
         kd = brain_for(args.method, tmp, run_opts, teacher_dir, extra)
+        cached = brain_for(args.method, tmp, run_opts, teacher_dir, extra)
         batch = make_batch(args.batch_size, args.seconds, num_classes)
-        times = {"plain": [], "kd": []}
+        cache, build_s = cache_for(batch, kd.teacher, tmp, num_classes)
+        cached.use_teacher_cache(cache)
+        emb_dim = cache.meta["embedding_dim"]
+        times = {"plain": [], "kd": [], "cached": []}
+        brains = (("plain", plain), ("kd", kd), ("cached", cached))
         for step in range(args.warmup + args.steps):
-            for name, brain in (("plain", plain), ("kd", kd)):
+            for name, brain in brains:
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
@@ -145,7 +197,11 @@ def main(argv=None):
                 teacher_times.append(time.perf_counter() - t0)
     plain_s = statistics.median(times["plain"])
     kd_s = statistics.median(times["kd"])
+    cached_s = statistics.median(times["cached"])
     teacher_s = statistics.median(teacher_times)
+    rate = args.batch_size / build_s
+    mini = bytes_per_view(num_classes, emb_dim)
+    vox = bytes_per_view(5994, emb_dim, topk=255)
     figures = {
         "method": args.method,
         "device": args.device,
@@ -154,12 +210,20 @@ def main(argv=None):
         "plain_step_s": round(plain_s, 4),
         "kd_step_s": round(kd_s, 4),
         "teacher_forward_s": round(teacher_s, 4),
+        "cached_step_s": round(cached_s, 4),
         "ratio": round(kd_s / plain_s, 3),
         "target": 1.3,
         "met": kd_s / plain_s <= 1.3,
+        "cached_ratio": round(cached_s / plain_s, 3),
+        "cached_target": 1.05,
+        "cached_met": cached_s / plain_s <= 1.05,
+        "cache_build_views_per_s": round(rate, 1),
+        "cache_bytes_per_view_mini": mini,
+        "cache_gb_per_million_views_mini": round(mini * 1e6 / 1e9, 3),
+        "cache_gb_voxceleb2_8_views": round(vox * 1.09e6 * 8 / 1e9, 1),
         "teacher": "random teacher_ecapa.yaml"
         if args.teacher is None
-        else args.teacher,
+        else "published folder given with --teacher",
     }
     for key, value in figures.items():
         print(f"{key:>18}: {value}")

@@ -66,27 +66,30 @@ import logging
 import math
 import numbers
 import os
-import pathlib
-import random
-import shutil
 
 import speechbrain as sb
 import torch
 import yaml
 from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.checkpoints import (
-    CKPT_PREFIX,
-    METAFNAME,
     Checkpointer,
     mark_as_loader,
     mark_as_saver,
     register_checkpoint_hooks,
 )
-from speechbrain.utils.distributed import ddp_barrier
+from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.metric_stats import MetricStats
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import IterableDataset
 
+from speechbrain_kd.checkpointing import (
+    AtomicCheckpointer,
+    ClassOrder,
+    RandomState,
+    TermStatistics,
+    distributed,
+    world,
+)
 from speechbrain_kd.export import unwrap_module
 from speechbrain_kd.taps import LayerTaps
 
@@ -275,175 +278,6 @@ def provided_inputs(hparams):
     return names
 
 
-PENDING_META = f"{METAFNAME}.pending"
-
-
-class AtomicCheckpointer(Checkpointer):
-    """A SpeechBrain ``Checkpointer`` whose checkpoints are complete or absent.
-
-    SpeechBrain writes a checkpoint's ``CKPT.yaml`` first, then the files of
-    the recoverables: a run killed while saving leaves a folder that
-    recovery takes for a checkpoint and then fails to load. Here
-    ``CKPT.yaml`` is written under a temporary name and renamed into place
-    (atomically) after every file is saved, so a half-written folder is not
-    a checkpoint; such leftovers are removed at the next successful save.
-    Same arguments as ``Checkpointer``; ``KDBrain`` turns the plain
-    ``Checkpointer`` of a recipe YAML into this class.
-
-    Example
-    -------
-    >>> import torch
-    >>> from speechbrain_kd.brain import AtomicCheckpointer
-    >>> ckpt = AtomicCheckpointer(getfixture("tmpdir"),
-    ...                           {"lin": torch.nn.Linear(2, 2)})
-    >>> saved = ckpt.save_checkpoint()
-    >>> sorted(p.name for p in saved.path.iterdir())
-    ['CKPT.yaml', 'lin.ckpt']
-    """
-
-    def _save_checkpoint_metafile(
-        self, fpath, meta_to_include={}, end_of_epoch=True
-    ):
-        pending = pathlib.Path(fpath).with_name(PENDING_META)
-        return super()._save_checkpoint_metafile(
-            pending, meta_to_include, end_of_epoch
-        )
-
-    def save_checkpoint(
-        self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO
-    ):
-        """Saves a checkpoint (see ``Checkpointer.save_checkpoint``)."""
-        ckpt = super().save_checkpoint(meta, end_of_epoch, name, verbosity)
-        if ckpt is not None:  # the main process, which wrote the files
-            os.replace(ckpt.path / PENDING_META, ckpt.path / METAFNAME)
-            self.remove_incomplete()
-        # Every process sees the new checkpoint before going on (the
-        # deletions of save_and_keep_only must agree on the list)
-        ddp_barrier()
-        return ckpt
-
-    def remove_incomplete(self):
-        """Deletes the folders of checkpoints whose saving was interrupted."""
-        if not self.checkpoints_dir.is_dir():
-            return
-        for path in self.checkpoints_dir.iterdir():
-            if (
-                path.is_dir()
-                and path.name.startswith(CKPT_PREFIX)
-                and not (path / METAFNAME).exists()
-                and (path / PENDING_META).exists()
-            ):
-                logger.warning("Removing incomplete checkpoint %s", path)
-                shutil.rmtree(path, ignore_errors=True)
-
-
-@register_checkpoint_hooks
-class ClassOrder:
-    """The teacher's class order, saved with every checkpoint of a student.
-
-    On recovery, a checkpoint trained with another class order (another
-    teacher) is an error rather than a silently wrong classifier.
-
-    Arguments
-    ---------
-    labels : list of str
-        The labels, in class-index order.
-    source : str
-        Where they come from (named in errors).
-
-    Example
-    -------
-    >>> from speechbrain_kd.brain import ClassOrder
-    >>> path = getfixture("tmpdir") / "classes.ckpt"
-    >>> ClassOrder(["a", "b"], "teacher 1")._save(path)
-    >>> ClassOrder(["b", "a"], "teacher 2")._recover(path)
-    Traceback (most recent call last):
-    ...
-    ValueError: ...trained with 2 classes in another order than teacher 2...
-    """
-
-    def __init__(self, labels, source="the teacher"):
-        self.labels = [str(label) for label in labels]
-        self.source = source
-
-    @mark_as_saver
-    def _save(self, path):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(self.labels) + "\n")
-
-    @mark_as_loader
-    def _recover(self, path, end_of_epoch=True):
-        del end_of_epoch
-        with open(path, encoding="utf-8") as f:
-            saved = f.read().splitlines()
-        if saved != self.labels:
-            first = next(
-                (
-                    i
-                    for i, (a, b) in enumerate(zip(saved, self.labels))
-                    if a != b
-                ),
-                min(len(saved), len(self.labels)),
-            )
-            raise ValueError(
-                f"{path}: this checkpoint was trained with {len(saved)} "
-                f"classes in another order than {self.source} "
-                f"({len(self.labels)} classes; first difference at index "
-                f"{first}). Use the teacher it was trained with, or another "
-                "output_folder"
-            )
-
-
-@register_checkpoint_hooks
-class RandomState:
-    """The global random generators (torch, CUDA, numpy, random), saved
-    with every checkpoint.
-
-    A resumed run continues the random streams where the checkpoint left
-    them, so waveform augmentation or dropout draw what an uninterrupted
-    run draws (crops do not need it: ``speechbrain_kd.data.EpochDataset``).
-
-    Example
-    -------
-    >>> import torch
-    >>> from speechbrain_kd.brain import RandomState
-    >>> path = getfixture("tmpdir") / "random.ckpt"
-    >>> RandomState()._save(path)
-    >>> a = torch.rand(2)
-    >>> RandomState()._recover(path)
-    >>> bool((torch.rand(2) == a).all())
-    True
-    """
-
-    @mark_as_saver
-    def _save(self, path):
-        import numpy
-
-        state = {
-            "torch": torch.get_rng_state(),
-            "numpy": numpy.random.get_state(),
-            "random": random.getstate(),
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(state, path)
-
-    @mark_as_loader
-    def _recover(self, path, end_of_epoch=True):
-        import numpy
-
-        del end_of_epoch
-        state = torch.load(path, weights_only=False)
-        torch.set_rng_state(state["torch"])
-        numpy.random.set_state(state["numpy"])
-        random.setstate(state["random"])
-        cuda = state.get("cuda")
-        if cuda is not None and torch.cuda.is_available():
-            if len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
-
-
-@register_checkpoint_hooks
 class KDBrain(sb.Brain):
     """Trains a speaker-embedding student, optionally from a frozen teacher.
 
@@ -505,7 +339,10 @@ class KDBrain(sb.Brain):
         # The student's classes are the teacher's, unless embedding-only
         # distillation gave it its own (speechbrain_kd.recipe)
         if checkpointer is not None:
-            extra = {"random_state": RandomState()}
+            extra = {
+                "random_state": RandomState(),
+                "term_statistics": TermStatistics(terms),
+            }
             if teacher is not None and not hparams.get("embedding_only"):
                 encoder = teacher.label_encoder
                 labels = [encoder.ind2lab[i] for i in range(len(encoder))]
@@ -532,6 +369,21 @@ class KDBrain(sb.Brain):
         self._nonfinite_here = False
         self._buffers_before = None  # buffers before the current step
         self._recovered_stats = None
+        self._inputs_checked = False
+        self.teacher_cache = None  # set by use_teacher_cache
+
+    def use_teacher_cache(self, cache):
+        """Trains from ``cache`` (``speechbrain_kd.teacher_cache``) instead
+        of running the teacher, which leaves the device (it is moved back
+        by ``teacher_to_device``, e.g. to score it after training)."""
+        self.teacher_cache = cache
+        if self.teacher is not None:
+            self.teacher.to("cpu")
+
+    def teacher_to_device(self):
+        """Puts the teacher on the run's device (after cached training)."""
+        if self.teacher is not None:
+            self.teacher.to(self.device)
 
     def _check_teacher_classes(self, out_n_neurons):
         """Clear error when teacher and student class counts differ."""
@@ -544,9 +396,21 @@ class KDBrain(sb.Brain):
                 f"again with --out_n_neurons={num}"
             )
 
-    def _check_logits(self, student_logits, teacher_logits):
-        """Clear error when the logits of teacher and student disagree."""
-        n_s, n_t = student_logits.shape[-1], teacher_logits.shape[-1]
+    def _check_logits(self, student_logits, teacher_logits, targets):
+        """Clear error when the logits of teacher and student disagree or
+        the targets are not class indices (on the first batch only: the
+        range check synchronises the host with the device)."""
+        n_s = student_logits.shape[-1]
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= n_s:
+            raise ValueError(
+                f"The training targets must be class indices in [0, {n_s}) "
+                f"(the student's classes), got {low}..{high}: check "
+                "out_n_neurons and the label encoder"
+            )
+        if teacher_logits is None:
+            return
+        n_t = teacher_logits.shape[-1]
         if n_t != self.teacher.num_classes:
             raise ValueError(
                 f"The teacher {self.teacher_source} outputs {n_t} classes "
@@ -572,7 +436,13 @@ class KDBrain(sb.Brain):
         for alias, value in self.student_taps.pop().items():
             preds[f"student_{alias}"] = value
         if self.teacher is not None and stage == sb.Stage.TRAIN and self.terms:
-            for key, value in self.teacher(wavs, lens).items():
+            if self.teacher_cache is not None:  # no teacher forward pass
+                outputs = self.teacher_cache.read(
+                    batch.cache_index, batch.view, self.device
+                )
+            else:
+                outputs = self.teacher(wavs, lens)
+            for key, value in outputs.items():
                 preds[f"teacher_{key}"] = value
         preds["lengths"] = lens
         return preds
@@ -672,23 +542,53 @@ class KDBrain(sb.Brain):
 
     @mark_as_saver
     def _save(self, path):
-        """``Brain._save`` plus the training statistics of the epoch."""
+        """``Brain._save`` plus the training statistics of the epoch.
+
+        Run by every process (it is registered with
+        ``save_on_main_only=False``): under DDP the statistics of the
+        epoch so far are summed over the processes and the running average
+        loss averaged, and the main process writes them. On recovery the
+        main process continues from the sums and the others from zero, so
+        that every loss is counted once (see ``_recover``).
+        """
+        stats = getattr(self, "loss_stats", None) or {}
+        keys = sorted(stats)
+        values = [float(stats[k]) for k in keys] + [float(self.avg_train_loss)]
+        size = world()[1]
+        if size > 1:
+            summed = torch.tensor(
+                values, dtype=torch.float64, device=self.device
+            )
+            torch.distributed.all_reduce(summed)
+            values = summed.tolist()
+            values[-1] /= size
+        if not if_main_process():
+            return
         super()._save(path)
         with open(path, encoding="utf-8") as f:
             state = yaml.safe_load(f)
-        stats = getattr(self, "loss_stats", None) or {}
-        state["loss_stats"] = {k: float(v) for k, v in stats.items()}
+        state["avg_train_loss"] = values[-1]
+        state["loss_stats"] = dict(zip(keys, values[:-1]))
         with open(path, "w", encoding="utf-8") as f:
             f.write(yaml.dump(state))
 
     @mark_as_loader
     def _recover(self, path, end_of_epoch):
-        """``Brain._recover``; keeps the statistics of an unfinished epoch."""
+        """``Brain._recover``; keeps the statistics of an unfinished epoch.
+
+        The sums saved are those of all processes: the main process takes
+        them, the others start from zero (``on_stage_start``).
+        """
         super()._recover(path, end_of_epoch)
         with open(path, encoding="utf-8") as f:
             state = yaml.safe_load(f)
         stats = state.get("loss_stats")
-        self._recovered_stats = None if end_of_epoch or not stats else stats
+        if end_of_epoch or not stats:
+            self._recovered_stats = None
+        elif world()[0] == 0:
+            self._recovered_stats = stats
+        else:
+            self._recovered_stats = {k: 0.0 for k in stats}
 
     def compute_objectives(self, predictions, batch, stage):
         """Task loss plus the weighted distillation terms."""
@@ -714,10 +614,13 @@ class KDBrain(sb.Brain):
                 targets=targets,
                 tau=self.tau,
             )
-            if available.get("teacher_logits") is not None:
+            if not self._inputs_checked:  # once: it reads device values
                 self._check_logits(
-                    available["student_logits"], available["teacher_logits"]
+                    available["student_logits"],
+                    available.get("teacher_logits"),
+                    targets,
                 )
+                self._inputs_checked = True
             for term in self.terms:
                 value = term(available)
                 self._batch_terms[term.name] = value.detach()
@@ -760,9 +663,7 @@ class KDBrain(sb.Brain):
         an epoch, raises ``ValueError`` naming the epoch, step and batch IDs.
         """
         skip = self._nonfinite_here
-        if torch.distributed.is_available() and (
-            torch.distributed.is_initialized()
-        ):
+        if distributed():
             flag = torch.tensor(float(skip), device=self.device)
             torch.distributed.all_reduce(
                 flag, op=torch.distributed.ReduceOp.MAX
@@ -852,10 +753,7 @@ class KDBrain(sb.Brain):
     def _all_processes(self, sums, stage_loss):
         """The epoch's sums over every process under DDP (each process saw
         its part of the data), and the mean of their average losses."""
-        if not (
-            torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
+        if not distributed():
             return sums, stage_loss
         keys = sorted(sums)
         values = torch.tensor(
@@ -910,3 +808,7 @@ class KDBrain(sb.Brain):
                 {"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
+
+
+# Every process runs KDBrain's saver (it sums the statistics of all).
+register_checkpoint_hooks(KDBrain, save_on_main_only=False)

@@ -35,6 +35,8 @@ Training crops are drawn from a generator seeded by ``(seed, epoch,
 example ID)`` (``EpochDataset``), so they do not depend on the process,
 the data-loading workers or an interruption: a resumed or a multi-process
 run crops every example exactly as an uninterrupted single-process run.
+Only the crop is read from the file (``load_random_crop``: a 3-s crop of
+a 60-s VoxCeleb file decodes 3 s, not 60).
 """
 
 import csv
@@ -57,11 +59,55 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
 MAX_SAMPLES = 2**28
 
 
+def current_umask():
+    """The process's file mode creation mask (umask), read without
+    changing it.
+
+    Read from ``/proc/self/status`` (Linux); elsewhere ``os.umask`` is set
+    and restored at once (the only portable way, briefly visible to other
+    threads that create files).
+
+    Example
+    -------
+    >>> old = os.umask(0o027)
+    >>> oct(current_umask())
+    '0o27'
+    >>> _ = os.umask(old)
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(folder=False):
+    """Mode that ``open`` (``0o666``) or ``os.mkdir`` (``0o777``) give a
+    new file or folder under the current umask: what ``tempfile``'s private
+    ``0o600`` / ``0o700`` files and folders get before they are published.
+
+    Example
+    -------
+    >>> old = os.umask(0o022)
+    >>> oct(default_mode()), oct(default_mode(folder=True))
+    ('0o644', '0o755')
+    >>> _ = os.umask(old)
+    """
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
 def atomic_write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file and a rename.
 
     A reader never sees a half-written file, and an interrupted write leaves
-    the previous file (if any) untouched.
+    the previous file (if any) untouched. The file gets the permissions of
+    a plain ``open`` (``default_mode``: 0644 under umask 022), not the
+    temporary file's 0600.
 
     Example
     -------
@@ -76,6 +122,7 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -435,8 +482,51 @@ def check_resampling(path, rate, target):
         )
 
 
+def segment_bounds(path, info, start=0, stop=None):
+    """``(start, end)`` of the segment ``[start, stop)`` of an audio file.
+
+    ``stop`` None (or ``<= start``) means the end of the file; a segment
+    that is empty or does not lie inside the file is a ``ValueError``
+    naming the file.
+
+    Arguments
+    ---------
+    path : str
+        The file (named in the error).
+    info : soundfile._SoundFileInfo
+        Its ``audio_info``.
+    start, stop : int
+        Segment in samples of the file's rate, ``stop`` exclusive.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> info = SimpleNamespace(frames=100)
+    >>> segment_bounds("a.wav", info, 10, None)
+    (10, 100)
+    >>> segment_bounds("a.wav", info, 10, 200)
+    Traceback (most recent call last):
+    ...
+    ValueError: a.wav: segment [10, 200) is empty or outside the file...
+    """
+    start = int(start)
+    end = info.frames if stop is None or stop <= start else int(stop)
+    if not 0 <= start < end <= info.frames:
+        raise ValueError(
+            f"{path}: segment [{start}, {end}) is empty or outside the file "
+            f"({info.frames} samples)"
+        )
+    return start, end
+
+
 def load_audio(
-    path, start=0, stop=None, sample_rate=16000, resample=False, downmix=True
+    path,
+    start=0,
+    stop=None,
+    sample_rate=16000,
+    resample=False,
+    downmix=True,
+    info=None,
 ):
     """Loads ``path[start:stop]`` as a mono float32 tensor.
 
@@ -454,6 +544,8 @@ def load_audio(
         it is resampled to ``sample_rate``.
     downmix : bool
         True: multi-channel audio is averaged to mono. False: an error.
+    info : soundfile._SoundFileInfo, optional
+        ``audio_info(path)``, when the caller has already read it.
 
     Returns
     -------
@@ -477,7 +569,8 @@ def load_audio(
     torch.Size([16000])
     """
     path = str(path)
-    info = audio_info(path)
+    if info is None:
+        info = audio_info(path)
     if info.samplerate != sample_rate and not resample:
         raise ValueError(
             f"{path}: sample rate {info.samplerate} Hz, expected "
@@ -491,14 +584,7 @@ def load_audio(
         )
     if info.samplerate != sample_rate:
         check_resampling(path, info.samplerate, sample_rate)
-    start = int(start)
-    stop = None if stop is None or stop <= start else int(stop)
-    end = info.frames if stop is None else stop
-    if not 0 <= start < end <= info.frames:
-        raise ValueError(
-            f"{path}: segment [{start}, {end}) is empty or outside the file "
-            f"({info.frames} samples)"
-        )
+    start, end = segment_bounds(path, info, start, stop)
     if (end - start) * info.channels > MAX_SAMPLES:
         raise ValueError(
             f"{path}: segment [{start}, {end}) x {info.channels} channels "
@@ -507,7 +593,7 @@ def load_audio(
         )
     try:
         data, _ = soundfile.read(
-            path, start=start, stop=stop, dtype="float32", always_2d=True
+            path, start=start, stop=end, dtype="float32", always_2d=True
         )
     except Exception as e:  # decoding errors of a damaged file
         raise RuntimeError(f"Cannot decode audio file {path}: {e}") from e
@@ -674,6 +760,111 @@ def random_crop(sig, num_samples, generator=None):
     return sig[offset : offset + num_samples]
 
 
+def crop_segment(start, stop, num_samples, generator=None):
+    """Bounds of a random crop of ``num_samples`` of ``[start, stop)``.
+
+    The offset is drawn exactly as ``random_crop`` draws it (one
+    ``torch.randint`` call, and none for a segment no longer than the
+    crop, which is kept whole), so that reading only ``[crop_start,
+    crop_stop)`` of a file gives the samples that ``random_crop`` of the
+    whole loaded segment gives with the same generator state.
+
+    Arguments
+    ---------
+    start, stop : int
+        The segment, ``stop`` exclusive (``stop > start``).
+    num_samples : int
+        Length of the crop.
+    generator : torch.Generator, optional
+        Source of the offset (``crop_generator``).
+
+    Returns
+    -------
+    tuple of int
+        ``(crop_start, crop_stop)``, inside ``[start, stop)``.
+
+    Example
+    -------
+    >>> sig = torch.arange(100.0)
+    >>> a, b = crop_segment(10, 90, 30, torch.Generator().manual_seed(0))
+    >>> b - a
+    30
+    >>> old = random_crop(sig[10:90], 30, torch.Generator().manual_seed(0))
+    >>> bool((sig[a:b] == old).all())
+    True
+    >>> crop_segment(10, 30, 30)
+    (10, 30)
+    """
+    start, stop = int(start), int(stop)
+    length = stop - start
+    if length <= num_samples:
+        return start, stop
+    offset = torch.randint(
+        0, length - num_samples + 1, (1,), generator=generator
+    ).item()
+    return start + offset, start + offset + num_samples
+
+
+def load_random_crop(
+    path,
+    start,
+    stop,
+    num_samples,
+    generator=None,
+    sample_rate=16000,
+    resample=False,
+    downmix=True,
+):
+    """``random_crop(load_audio(path, start, stop), num_samples)``, reading
+    only the crop.
+
+    At the file's own rate only ``crop_segment``'s bounds are read and
+    decoded (a 3-s crop of a 60-s file reads 3 s), and the result is the
+    same tensor, bit for bit, as loading the whole segment and cropping
+    it with the same generator. A file at another rate (``resample``) is
+    loaded whole, resampled and cropped at ``sample_rate``, as before.
+
+    Arguments
+    ---------
+    path : str
+        Audio file.
+    start, stop : int
+        Segment in samples of the file's rate, ``stop`` exclusive; ``stop``
+        None (or ``<= start``) is the end of the file.
+    num_samples : int
+        Length of the crop at ``sample_rate`` (a shorter segment is whole).
+    generator : torch.Generator, optional
+        Source of the offset (``crop_generator``).
+    sample_rate, resample, downmix
+        As ``load_audio``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[min(num_samples, segment length)]`` float32.
+
+    Example
+    -------
+    >>> import os, numpy, soundfile
+    >>> path = os.path.join(getfixture("tmpdir"), "c.wav")
+    >>> soundfile.write(path, numpy.linspace(-1, 1, 16000), 16000)
+    >>> g = crop_generator(0, 1, "c")
+    >>> crop = load_random_crop(path, 0, 16000, 4000, g)
+    >>> old = random_crop(load_audio(path), 4000, crop_generator(0, 1, "c"))
+    >>> crop.shape, bool((crop == old).all())
+    (torch.Size([4000]), True)
+    """
+    path = str(path)
+    opts = dict(sample_rate=sample_rate, resample=resample, downmix=downmix)
+    info = audio_info(path)
+    if info.samplerate != sample_rate:  # load_audio refuses it or resamples
+        sig = load_audio(path, start, stop, info=info, **opts)
+        return random_crop(sig, num_samples, generator=generator)
+    start, stop = segment_bounds(path, info, start, stop)
+    start, stop = crop_segment(start, stop, num_samples, generator)
+    return load_audio(path, start, stop, info=info, **opts)
+
+
 def dataio_prep(hparams, label_encoder):
     """Builds the train / valid / test datasets of a speaker recipe.
 
@@ -693,8 +884,12 @@ def dataio_prep(hparams, label_encoder):
         rate is an error), ``downmix`` (default True: multi-channel audio
         is averaged), ``min_sentence_len`` (seconds, default half of
         ``sentence_len``: shorter train/valid rows are an error),
-        ``check_audio`` (default True) and ``verification_file`` (its
-        entries must be test IDs).
+        ``check_audio`` (default True), ``verification_file`` (its
+        entries must be test IDs) and ``train_views`` (V: each training
+        segment has V fixed crops, one drawn per epoch, see
+        ``speechbrain_kd.views``; the training set then also provides
+        ``view`` and ``cache_index``, the row of the segment in
+        ``train_csv``; default None: a new crop every epoch).
     label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
         Maps ``spk_id`` to class indices (must know every training speaker).
 
@@ -747,12 +942,30 @@ def dataio_prep(hparams, label_encoder):
 
     train_set = datasets["train"]
 
+    views = hparams.get("train_views")
+    index = {row["ID"]: i for i, row in enumerate(rows["train"])}
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("view", "cache_index")
+    def view_pipeline(utt_id):
+        from speechbrain_kd.views import epoch_view
+
+        yield epoch_view(seed, train_set.epoch, utt_id, views)
+        yield index[utt_id]
+
     @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def train_audio(utt_id, wav, start, stop):
-        sig = load_audio(resolve(wav), int(start), int(stop), **audio_opts)
-        generator = crop_generator(seed, train_set.epoch, utt_id)
-        return random_crop(sig, crop, generator=generator)
+        if views:
+            from speechbrain_kd.views import epoch_view, view_generator
+
+            view = epoch_view(seed, train_set.epoch, utt_id, views)
+            generator = view_generator(seed, view, utt_id)
+        else:
+            generator = crop_generator(seed, train_set.epoch, utt_id)
+        return load_random_crop(
+            resolve(wav), int(start), int(stop), crop, generator, **audio_opts
+        )
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
@@ -787,11 +1000,15 @@ def dataio_prep(hparams, label_encoder):
     sb.dataio.dataset.add_dynamic_item(
         [datasets["train"], datasets["valid"]], label_pipeline
     )
+    if views:
+        sb.dataio.dataset.add_dynamic_item([datasets["train"]], view_pipeline)
     for split, ds in datasets.items():
         keys = (
             ["id", "sig"]
             if split == "test"
             else ["id", "sig", "spk_id_encoded"]
         )
+        if split == "train" and views:
+            keys += ["view", "cache_index"]
         ds.set_output_keys(keys)
     return datasets

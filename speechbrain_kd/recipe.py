@@ -55,11 +55,22 @@ UNKNOWN_SPEAKER_MODES = ("error", "embedding_only")
 
 
 def label_encoder_from_csv(csv_path, save_path):
-    """Speaker label encoder over the ``spk_id`` of a manifest (sorted)."""
-    encoder = CategoricalEncoder()
+    """Speaker label encoder over the ``spk_id`` of a manifest (sorted).
+
+    Written by the main process only and read by every process
+    (``CategoricalEncoder.load_or_create``, safe under ``torchrun``). A
+    file left by a run on other speakers is an error naming it.
+    """
     speakers = sorted({row["spk_id"] for row in read_csv(csv_path)})
-    encoder.update_from_iterable(speakers)
-    encoder.save(save_path)
+    encoder = CategoricalEncoder()
+    encoder.load_or_create(save_path, from_iterables=[speakers])
+    saved = [encoder.ind2lab[i] for i in range(len(encoder))]
+    if saved != speakers:
+        raise ValueError(
+            f"{save_path} holds {len(saved)} labels that are not the "
+            f"{len(speakers)} speakers of {csv_path} in sorted order (a run "
+            "on other data wrote it): remove it or use another output_folder"
+        )
     return encoder
 
 
@@ -78,7 +89,9 @@ def check_num_classes(hparams, label_encoder, origin):
 def load_teacher(hparams, run_opts):
     """The frozen teacher of ``teacher_source`` (folder or hub id).
 
-    Uses ``teacher_logit_scale`` and the optional ``teacher_taps``; files
+    Uses ``teacher_logit_scale`` (checked against the scale the teacher
+    folder records, ``teachers.checked_logit_scale``) and the optional
+    ``teacher_taps``; files
     are linked into ``<save_folder>/teacher``. SpeechBrain reuses files
     linked there by an earlier run, even of another ``teacher_source``, so
     the folder is emptied and linked afresh, by one process at a time
@@ -99,6 +112,15 @@ def load_teacher(hparams, run_opts):
                 taps=hparams.get("teacher_taps"),
             )
         sb.utils.distributed.ddp_barrier()
+    student_scale = float(hparams.get("logit_scale", teacher.logit_scale))
+    if student_scale != teacher.logit_scale:
+        logger.warning(
+            "The student's logit_scale (%s) differs from the teacher's (%s): "
+            "both sides' logits are their own scaled cosines, so the same T "
+            "softens them differently (state it in the YAML if intended)",
+            student_scale,
+            teacher.logit_scale,
+        )
     return teacher
 
 
@@ -327,7 +349,22 @@ def make_brain(hparams, run_opts, teacher=None):
 
 
 def fit(brain, datasets, hparams):
-    """Trains, then loads the checkpoint with the lowest error rate."""
+    """Trains, then loads the checkpoint with the lowest error rate.
+
+    With ``teacher_cache: {enabled: True}``, the teacher's outputs are read from
+    the cache (built first if needed: ``speechbrain_kd.teacher_cache``)
+    and the teacher is off the device during training.
+    """
+    spec = hparams.get("teacher_cache") or {}
+    cached = spec.get("enabled") and brain.teacher is not None
+    if cached and brain.terms:
+        from speechbrain_kd.teacher_cache import prepare_teacher_cache
+
+        brain.use_teacher_cache(
+            prepare_teacher_cache(
+                hparams, brain.teacher, brain.teacher.label_encoder
+            )
+        )
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -336,6 +373,7 @@ def fit(brain, datasets, hparams):
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
     brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+    brain.teacher_to_device()
 
 
 def manifest_dataset(rows, hparams):
@@ -552,6 +590,7 @@ def publish(brain, hparams_file, overrides, label_encoder, datasets, card):
         label_encoder,
         embeddings=torch.stack(list(valid_emb.values())),
         card=card,
+        logit_scale=brain.logit_scale,
     )
     # Same audio through both paths: the training-time encoder and the
     # published folder loaded by EncoderClassifier.

@@ -1,24 +1,17 @@
-"""Schedules of distillation hyperparameters, checkpointable with Brain.
+"""Schedules of distillation hyperparameters, as functions of the epoch.
 
 ``TauCurriculum`` gives the TRKD cutoff tau per epoch; ``LinearWarmup``
 ramps a loss weight up over the first epochs (as mdistiller does for DKD).
-Both are added to a SpeechBrain ``Checkpointer`` as recoverables, so an
-interrupted run resumes with the same values.
+``KDBrain`` calls them at the start of every training epoch. Their value
+depends on the epoch only, so they hold no state to checkpoint: a resumed
+run gets the values of an uninterrupted one from the epoch counter.
 """
 
 import math
 
-import torch
-from speechbrain.utils.checkpoints import (
-    mark_as_loader,
-    mark_as_saver,
-    register_checkpoint_hooks,
-)
-
 SHAPES = ("exponential", "linear", "cosine", "step")
 
 
-@register_checkpoint_hooks
 class TauCurriculum:
     """Decreasing curriculum of the TRKD confusion-set cutoff tau.
 
@@ -111,18 +104,7 @@ class TauCurriculum:
         self.current = float(self.value(epoch))
         return self.current
 
-    @mark_as_saver
-    def _save(self, path):
-        torch.save({"epoch": self.epoch, "current": self.current}, path)
 
-    @mark_as_loader
-    def _recover(self, path, end_of_epoch=True):
-        del end_of_epoch
-        state = torch.load(path)
-        self.epoch, self.current = state["epoch"], state["current"]
-
-
-@register_checkpoint_hooks
 class LinearWarmup:
     """Loss-weight factor rising linearly from 0 to 1 over ``epochs`` epochs.
 
@@ -145,12 +127,3 @@ class LinearWarmup:
             1.0 if self.epochs == 0 else min(1.0, epoch / self.epochs)
         )
         return self.current
-
-    @mark_as_saver
-    def _save(self, path):
-        torch.save({"current": self.current}, path)
-
-    @mark_as_loader
-    def _recover(self, path, end_of_epoch=True):
-        del end_of_epoch
-        self.current = torch.load(path)["current"]

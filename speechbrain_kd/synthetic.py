@@ -964,6 +964,8 @@ def render_utterance(engine, speaker, utt):
 
 def _write_flac(path, audio):
     """Writes 16-bit FLAC through a temporary file and a rename."""
+    from speechbrain_kd.data import default_mode
+
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
@@ -971,6 +973,7 @@ def _write_flac(path, audio):
     os.close(fd)
     try:
         soundfile.write(tmp, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        os.chmod(tmp, default_mode())  # as open(), not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

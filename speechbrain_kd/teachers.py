@@ -47,6 +47,62 @@ def local_overrides(source):
     return {"pretrained_path": os.path.abspath(source)}
 
 
+def checked_logit_scale(source, folder_hparams, logit_scale):
+    """The teacher's AAM-softmax scale, checked against its folder's record.
+
+    A folder published by this package records the scale it was trained
+    with (``logit_scale`` in its ``hyperparams.yaml``): a YAML value
+    (``teacher_logit_scale``) that disagrees is an error, since the same
+    temperature would then mean another softening than the one the
+    teacher was trained for. A folder without the record (e.g. a hub
+    model) keeps the YAML value, and the log says so.
+
+    Arguments
+    ---------
+    source : str
+        The teacher folder or hub id (named in the messages).
+    folder_hparams : object
+        The loaded ``hyperparams.yaml`` (attributes, or a dict).
+    logit_scale : float
+        The value given in the YAML.
+
+    Returns
+    -------
+    float
+
+    Example
+    -------
+    >>> checked_logit_scale("t", {"logit_scale": 30.0}, 30)
+    30.0
+    >>> checked_logit_scale("t", {"logit_scale": 32.0}, 30)
+    Traceback (most recent call last):
+    ...
+    ValueError: teacher_logit_scale is 30.0 but the teacher t records...
+    """
+    if isinstance(folder_hparams, dict):
+        recorded = folder_hparams.get("logit_scale")
+    else:
+        recorded = getattr(folder_hparams, "logit_scale", None)
+    logit_scale = float(logit_scale)
+    if recorded is None:
+        logger.info(
+            "The teacher %s does not record its logit scale (no logit_scale "
+            "in its hyperparams.yaml): using teacher_logit_scale=%s from the "
+            "YAML",
+            source,
+            logit_scale,
+        )
+        return logit_scale
+    if float(recorded) != logit_scale:
+        raise ValueError(
+            f"teacher_logit_scale is {logit_scale} but the teacher {source} "
+            f"records logit_scale: {float(recorded)} in its hyperparams.yaml "
+            "(the AAM-softmax scale it was trained with): set "
+            f"--teacher_logit_scale={float(recorded)}"
+        )
+    return logit_scale
+
+
 class FrozenTeacher(torch.nn.Module):
     """A pretrained speaker model that stays in eval mode without gradients.
 
@@ -98,6 +154,7 @@ class FrozenTeacher(torch.nn.Module):
             run_opts={"device": device},
             overrides=local_overrides(source),
         )
+        logit_scale = checked_logit_scale(source, encoder.hparams, logit_scale)
         label_encoder = encoder.hparams.label_encoder
         if label_encoder is None or len(label_encoder) == 0:
             raise ValueError(

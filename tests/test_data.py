@@ -8,8 +8,12 @@ import torch
 from conftest import RECIPE
 
 from speechbrain_kd.data import (
+    crop_generator,
+    crop_segment,
     load_audio,
+    load_random_crop,
     make_trials,
+    random_crop,
     read_csv,
     read_trials,
     write_csv,
@@ -161,3 +165,94 @@ def test_prepare_tiny(tiny_data, tmp_path):
             "stop",
             "spk_id",
         ]
+
+
+def old_train_crop(path, start, stop, num_samples, generator, **opts):
+    """The training crop as it was: load the whole segment, then crop."""
+    sig = load_audio(path, start, stop, **opts)
+    return random_crop(sig, num_samples, generator=generator)
+
+
+@pytest.mark.parametrize(
+    "fmt,channels", [("WAV", 1), ("FLAC", 1), ("WAV", 2), ("FLAC", 2)]
+)
+def test_crop_read_is_the_old_crop(tmp_path, fmt, channels):
+    """Reading only the crop gives, bit for bit, the old load-whole-
+    segment-then-crop tensor, for many IDs and epochs, a segment shorter
+    than the crop (whole) and a stop <= start (to the end of the file)."""
+    import numpy
+    import soundfile
+
+    rng = numpy.random.default_rng(0)
+    path = str(tmp_path / f"a.{fmt.lower()}")
+    audio = 0.3 * rng.standard_normal((5 * 16000 + 77, channels))
+    soundfile.write(path, audio, 16000, format=fmt, subtype="PCM_16")
+    segments = [
+        (0, 5 * 16000 + 77),  # whole file
+        (1234, 4 * 16000),  # inside it
+        (16000, 16000 + 10000),  # shorter than the crop: whole
+        (0, 16000 * 2),  # crop = segment
+        (70000, 0),  # stop <= start: to the end of the file (shorter)
+        (100, 0),  # stop <= start: to the end of the file
+    ]
+    crop = 2 * 16000
+    for start, stop in segments:
+        for epoch in range(4):
+            for utt in ("u1", "u2"):
+                new = load_random_crop(
+                    path, start, stop, crop, crop_generator(7, epoch, utt)
+                )
+                old = old_train_crop(
+                    path, start, stop, crop, crop_generator(7, epoch, utt)
+                )
+                assert new.dtype == old.dtype and new.shape == old.shape
+                assert torch.equal(new, old), (start, stop, epoch, utt)
+    short = load_random_crop(path, 16000, 26000, crop)
+    assert short.shape == (10000,)
+    with pytest.raises(ValueError, match=r"a\..*segment \[0, 99999\)"):
+        load_random_crop(path, 0, 99999, crop)  # ends after the file
+
+
+def test_crop_of_resampled_file(tmp_path):
+    """At another rate (resample), the segment is resampled and then
+    cropped at the target rate, as before; without resample, an error."""
+    import numpy
+    import soundfile
+
+    rng = numpy.random.default_rng(1)
+    path = str(tmp_path / "8k.wav")
+    soundfile.write(path, 0.3 * rng.standard_normal(8000 * 4), 8000)
+    opts = dict(sample_rate=16000, resample=True)
+    for start, stop, length in [(0, 32000, 16000), (4000, 8000, 8000)]:
+        for epoch in range(3):
+            new = load_random_crop(
+                path, start, stop, 16000, crop_generator(0, epoch, "x"), **opts
+            )
+            old = old_train_crop(
+                path, start, stop, 16000, crop_generator(0, epoch, "x"), **opts
+            )
+            assert new.shape == (length,) and torch.equal(new, old)
+    # the crop comes from the resampled signal of the segment
+    full = load_audio(path, 8000, 32000, **opts)
+    crop = load_random_crop(path, 8000, 32000, 16000, None, **opts)
+    windows = full.unfold(0, 16000, 1)  # every 16000-sample window
+    assert (windows == crop).all(dim=1).any()
+    with pytest.raises(ValueError, match="8k.wav.*8000 Hz"):
+        load_random_crop(path, 0, 32000, 16000, sample_rate=16000)
+
+
+def test_crop_segment_draws_like_random_crop():
+    sig = torch.arange(1000.0)
+    for seed in range(50):
+        start, stop = seed * 7, 1000 - seed * 3
+        a, b = crop_segment(
+            start, stop, 100, torch.Generator().manual_seed(seed)
+        )
+        old = random_crop(
+            sig[start:stop], 100, torch.Generator().manual_seed(seed)
+        )
+        assert start <= a < b <= stop and torch.equal(sig[a:b], old)
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    assert crop_segment(5, 50, 100, g) == (5, 50)
+    assert torch.equal(g.get_state(), state)  # no draw for a short segment

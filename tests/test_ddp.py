@@ -7,49 +7,36 @@ exactly the examples of a single-process run with ``--batch_size=N*B``
 (tested exactly below, with the samplers). What still differs is
 BatchNorm: each process normalises with the statistics of its own B
 examples (``SyncBatchNorm`` needs CUDA) and the running statistics used
-in evaluation are process 0's, from batches of B rather than N*B
-(PyTorch's running variance is unbiased: x B/(B-1), 4/3 here against 8/7).
-On the tiny run (2 epochs of 8 steps, 4 examples per process, BatchNorm in
-every layer of the student) this moves the training losses by up to ~20 %
-and the scores by a trial or two: measured, 2 processes against 1,
-epoch 2: train loss 22.84 / 20.05, task 11.22 / 9.23, trkd 11.62 / 10.82,
-valid loss 13.92 / 11.86, student EER 40 / 40 %, minDCF 0.010 / 0.009;
-which is less than what changing the seed does to the single-process run
-(seeds 1986, 1987, 1988: train loss 20.05, 22.20, 22.50; valid loss 11.86,
-12.62, 10.91; EER 40, 40, 50 %). Hence the tolerances below. The epoch-1
-validation loss is not compared: the evaluation-mode BatchNorm statistics
-are then a mix of their initial values and 8 updates, and it moves by 2x
-from one seed to another (9.84, 19.73, 10.01).
+in evaluation are process 0's, from batches of B rather than N*B. On the
+tiny run this moves the losses by 10-30 % and the scores by a trial or
+two, about what changing the seed does; such a comparison with loose
+tolerances failed at random (one run in several), so the 2-process run
+is compared with the single-process one only where they must agree
+(schedules, the frozen teacher's scores) and, figure by figure, with
+another 2-process run of the same seed: interrupted by ``kill -9`` and
+resumed, it ends with the same figures as an uninterrupted one.
 """
 
 import json
-import sys
+import math
 
 import pytest
 import test_reliability as rel
 import torch
 from test_reliability import (
     RESUME_ARGS,
-    TINY,
     build,
     checkpoints,
+    ckpt_state,
+    kill_at_intra_epoch_checkpoint,
     log_lines,
     reference_run,
-    run_command,
+    run_kd,
 )
 
 # Fixtures shared with test_reliability.py
 prep, teacher_dir = rel.prep, rel.teacher_dir
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# Tolerances of the 2-process run against the single-process one (see the
-# module docstring): relative, on the logged losses (training losses of
-# every epoch, validation loss of the last); absolute, on the validation
-# error rate and on the student's EER (points) and minDCF.
-LOSS_RTOL = 0.3
-ERROR_RATE_ATOL = 0.25
-EER_ATOL = 20.0
-MIN_DCF_ATOL = 0.003
 
 
 def parse_log(line):
@@ -134,57 +121,91 @@ def test_ddp_wrapping_and_data_split(
     assert batches(single, 8, 1) != batches(single, 8, 2)  # reshuffled
 
 
-def test_torchrun_matches_single_process(
-    tiny_data, prep, teacher_dir, tmp_path, tmp_path_factory
-):
-    """torchrun --nproc_per_node=2 (gloo, CPU), 4 examples per process,
-    against the single-process run with 8: it trains, only the main
-    process writes (one log, one checkpoint, one verification.json, one
-    published folder), and the figures agree within the tolerances."""
-    ref = reference_run(tmp_path_factory, tiny_data, prep, teacher_dir)
-    out = tmp_path / "ddp"
-    args = [
-        a.replace("--batch_size=8", "--batch_size=4")
-        for a in TINY + RESUME_ARGS
-    ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "train_kd.py",
-        "hparams/trkd.yaml",
-        f"--data_folder={tiny_data}",
-        f"--output_folder={out}",
-        f"--prep_folder={prep}",
-        f"--teacher_source={teacher_dir}",
-        f"--test_csv={prep}/test_small.csv",
-        f"--verification_file={prep}/trials_small.txt",
-        "--distributed_backend=gloo",
-        *args,
-    ]
-    proc = run_command(cmd, timeout=180)
+def kept_checkpoints(lines):
+    """The epochs whose end-of-epoch checkpoints SpeechBrain keeps after
+    ``save_and_keep_only(min_keys=["ErrorRate"])`` (num_to_keep 1): the
+    most recent and the lowest validation error (the most recent of
+    equal ones); intra-epoch checkpoints are deleted."""
+    errors = [parse_log(line)["valid ErrorRate"] for line in lines]
+    best = max(
+        range(len(errors)), key=lambda i: (-errors[i], i)
+    )  # lowest error, then latest
+    return sorted({len(errors), best + 1})
+
+
+def run_ddp(out, tiny_data, prep, teacher_dir, wait=True):
+    """The tiny TRKD run on 2 processes, batch 4 each (8 in all)."""
+    args = [a.replace("--batch_size=8", "--batch_size=4") for a in RESUME_ARGS]
+    return run_kd(out, tiny_data, prep, teacher_dir, *args, wait=wait, nproc=2)
+
+
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory, tiny_data, prep, teacher_dir):
+    """An uninterrupted 2-process run (once)."""
+    out = tmp_path_factory.mktemp("ddp") / "uninterrupted"
+    proc = run_ddp(out, tiny_data, prep, teacher_dir)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def test_torchrun_trains_and_writes_once(
+    ddp_reference, tiny_data, prep, teacher_dir, tmp_path_factory
+):
+    """torchrun --nproc_per_node=2 (gloo, CPU), 4 examples per process: it
+    trains, only the main process writes (one log, the checkpoints of
+    SpeechBrain's policy and no other, one verification.json, one
+    published folder), with the single-process schedules and teacher."""
+    ref = reference_run(tmp_path_factory, tiny_data, prep, teacher_dir)
+    out = ddp_reference
     assert (out / "pretrained" / "embedding_model.ckpt").is_file()
-    assert len(checkpoints(out)) == 1  # the last end-of-epoch one
     lines, ref_lines = log_lines(out), log_lines(ref)
     assert len(lines) == len(ref_lines) == 2
+    assert [ckpt_state(c) for c in checkpoints(out)] == [
+        (epoch, False) for epoch in kept_checkpoints(lines)
+    ]
+    assert not list((out / "save").glob("CKPT*/*.pending"))
     for line, ref_line in zip(lines, ref_lines):
         got, want = parse_log(line), parse_log(ref_line)
         assert got.keys() == want.keys()
         for key in ("epoch", "lr", "tau"):
             assert got[key] == want[key]  # same schedule
-        keys = ["train loss", "train task", "train trkd"]
-        keys += ["valid loss"] if line is lines[-1] else []
-        for key in keys:
-            assert got[key] == pytest.approx(want[key], rel=LOSS_RTOL), key
-        assert abs(got["valid ErrorRate"] - want["valid ErrorRate"]) <= (
-            ERROR_RATE_ATOL
-        )
+        assert all(math.isfinite(v) for v in got.values())
     result = json.loads((out / "verification.json").read_text())
     ref_result = json.loads((ref / "verification.json").read_text())
     assert result["teacher"] == ref_result["teacher"]  # the frozen teacher
-    student, ref_student = result["student"], ref_result["student"]
-    assert abs(student["EER"] - ref_student["EER"]) <= EER_ATOL
-    assert abs(student["minDCF"] - ref_student["minDCF"]) <= MIN_DCF_ATOL
+    assert result["student"].keys() == ref_result["student"].keys()
+
+
+def test_torchrun_kill_9_then_resume(
+    ddp_reference, tiny_data, prep, teacher_dir, tmp_path
+):
+    """kill -9 of a 2-process run during epoch 2 (after an intra-epoch
+    checkpoint), the same command again: it resumes and ends with the
+    figures of the uninterrupted 2-process run (each loss counted once,
+    every process continuing its own random streams)."""
+    out = tmp_path / "killed"
+    proc = run_ddp(out, tiny_data, prep, teacher_dir, wait=False)
+    latest = kill_at_intra_epoch_checkpoint(proc, out)
+    proc = run_ddp(out, tiny_data, prep, teacher_dir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (
+        f"Loading a checkpoint from {latest}" in (out / "log.txt").read_text()
+    )
+    lines, ref_lines = log_lines(out), log_lines(ddp_reference)
+    assert len(lines) == len(ref_lines) == 2
+    for line, ref_line in zip(lines, ref_lines):
+        got, want = parse_log(line), parse_log(ref_line)
+        assert got.keys() == want.keys()
+        for key in want:  # printed with 3-4 digits; sums in another order
+            assert got[key] == pytest.approx(want[key], rel=2e-3), key
+    result = json.loads((out / "verification.json").read_text())
+    ref_result = json.loads((ddp_reference / "verification.json").read_text())
+    assert result["teacher"] == ref_result["teacher"]
+    for key, value in ref_result["student"].items():
+        if isinstance(value, float):
+            assert result["student"][key] == pytest.approx(value, abs=1e-6)
+    for name in ("embedding_model", "classifier"):
+        a = torch.load(ddp_reference / "pretrained" / f"{name}.ckpt")
+        b = torch.load(out / "pretrained" / f"{name}.ckpt")
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)

@@ -98,6 +98,86 @@ def test_gate_noise_is_variance_matched_and_only_in_training():
     )  # same twice
 
 
+def old_width_gate(x, k, units, noise=False):
+    """width_gate as it was, with a host-device sync (``boundary.any()``)."""
+    mask, boundary, frac = width_mask(k, units)
+    repeats = x.shape[1] // units
+    y = x * mask.repeat(repeats).to(x.dtype).view(1, -1, 1)
+    if noise and bool(boundary.any()):
+        sel = boundary.repeat(repeats).view(1, -1, 1)
+        std = x.detach().std(dim=(0, 2), correction=0, keepdim=True)
+        n = torch.randn_like(x) * std * sel.to(x.dtype)
+        y = y + (1 - frac).to(x.dtype) * n
+    return y
+
+
+class NoHostSync:
+    """Makes the Python-level ways of reading a tensor on the host (bool,
+    float, int, item, tolist) raise, e.g. to check a forward pass."""
+
+    NAMES = ("__bool__", "__float__", "__int__", "item", "tolist")
+
+    def __enter__(self):
+        self.saved = {n: getattr(torch.Tensor, n) for n in self.NAMES}
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("host-device synchronisation")
+
+        for name in self.NAMES:
+            setattr(torch.Tensor, name, refuse)
+
+    def __exit__(self, *exc):
+        for name, method in self.saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+@pytest.mark.parametrize("units,channels", [(8, 8), (3, 12)])
+def test_gate_same_as_before_without_sync(units, channels):
+    """Same outputs and gradients, bit for bit, as the gate with the
+    ``boundary.any()`` sync, for a fixed seed, in training (noise) and eval
+    mode. At full width (no boundary channel) the output is the same too,
+    but the Gaussian is drawn (and multiplied by zero): one more
+    ``randn_like`` on the global generator than before."""
+    x0 = torch.randn(4, channels, 30) * 3
+    for k_value in (0.0, 0.5, 1.0, 2.25, units - 0.75, float(units)):
+        for noise in (True, False):
+            outs = []
+            for gate in (old_width_gate, width_gate):
+                x = x0.clone().requires_grad_()
+                k = torch.tensor(k_value, requires_grad=True)
+                torch.manual_seed(3)
+                y = gate(x, k, units, noise=noise)
+                y.pow(2).sum().backward()
+                outs.append((y.detach(), x.grad, k.grad))
+            for old, new in zip(*outs):
+                assert torch.equal(old, new), (k_value, noise)
+    # the RNG draws: the same below full width, one more at full width
+    for k_value, same in ((units - 0.5, True), (float(units), False)):
+        states = []
+        for gate in (old_width_gate, width_gate):
+            torch.manual_seed(3)
+            gate(x0, torch.tensor(k_value), units, noise=True)
+            states.append(torch.get_rng_state())
+        assert torch.equal(*states) == same
+    with NoHostSync():
+        for k_value in (2.25, float(units)):
+            width_gate(x0, torch.tensor(k_value), units, noise=True)
+    with pytest.raises(AssertionError, match="synchronisation"), NoHostSync():
+        old_width_gate(x0, torch.tensor(2.25), units, noise=True)
+
+
+def test_training_forward_reads_nothing_on_the_host():
+    """A training-mode forward of a dynamic student (gates with noise, at
+    full and at fractional widths) reads no tensor on the host: no
+    synchronisation with the device per step."""
+    model = DynamicECAPA(dynamic=ALL_GROUPS, **SMALL).train()
+    x, lengths = torch.randn(2, 50, 20), torch.tensor([1.0, 0.8])
+    for fraction in (1.0, 0.6):
+        model.set_fractions(**{g: fraction for g in ALL_GROUPS})
+        with NoHostSync():
+            model(x, lengths).sum().backward()
+
+
 def test_chunked_gate_matches_res2net_chunks():
     x = torch.ones(1, 12, 1)
     y = width_gate(x, torch.tensor(1.5), units=3)
@@ -338,7 +418,10 @@ def test_dyn_yamls_differ_only_in_target():
     trkd, dyn = load_tree("trkd"), load_tree("dyn_trkd_050")
     for key in ("channels", "emb_dim", "seed", "lr", "number_of_epochs"):
         assert dyn[key] == trkd[key], key
-    assert dyn["distill_terms"]["trkd"] == trkd["distill_terms"]["trkd"]
+    assert dump(dyn["distill_terms"]["trkd"]) == dump(
+        trkd["distill_terms"]["trkd"]
+    )
+    assert dyn["partition_T"] == trkd["partition_T"]
 
 
 TINY = ["--emb_dim=32", *TINY_RUN]

@@ -371,6 +371,35 @@ def test_hidden_distillation_value_gradients_and_stats():
     assert loss.epoch_stats() == {}
 
 
+def test_hidden_epoch_stats_exact_without_host_sync():
+    """The epoch means are those of the Python-float sums (bit for bit),
+    and the training forward reads no tensor on the host."""
+    from test_dynamic import NoHostSync
+
+    from speechbrain_kd.objectives.hidden import hidden_state_terms
+
+    torch.manual_seed(0)
+    loss = hidden_term(cos_weight=0.5)
+    lengths = torch.tensor([1.0, 0.6])
+    sums = {}
+    for step in range(5):
+        taps = {
+            f"{side}_{name}": torch.randn(2, frames, dim)
+            for name, frames in (("low", 49), ("high", 100))
+            for side, dim in (("student", 6), ("teacher", 10))
+        }
+        with NoHostSync():
+            loss(lengths, **taps)
+        for head, name in zip(loss.heads, ("low", "high")):
+            pred = head(taps[f"student_{name}"])
+            pred = align_frames(pred, taps[f"teacher_{name}"].shape[1], lengths)
+            l1, cos = hidden_state_terms(pred, taps[f"teacher_{name}"], lengths)
+            for key, value in ((f"{name}_l1", l1), (f"{name}_cos", cos)):
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+    assert loss.epoch_stats() == {k: v / 5 for k, v in sums.items()}
+    assert loss.epoch_stats() == {}
+
+
 def test_hidden_distillation_errors():
     loss = hidden_term()
     good = {

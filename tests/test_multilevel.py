@@ -283,6 +283,39 @@ def test_lde_gradients():
     assert grads[0][1, :4].abs().sum() > 0
 
 
+def test_embedding_epoch_stats_exact_without_host_sync():
+    """The epoch means are those of the Python-float sums (bit for bit),
+    and the training forward reads no tensor on the host (but for the
+    aggregator's check of the class indices, left out here)."""
+    from test_dynamic import NoHostSync
+
+    torch.manual_seed(0)
+    agg = LDEAggregator([5, 7], num_components=4, reduce_size=6, num_classes=3)
+    loss = EmbeddingDistillation(8, [{"layers": ["a", "b"], "pooling": agg}])
+    check = agg.auxiliary_loss
+    agg.auxiliary_loss = lambda pooled, targets: agg.aux_weight * (
+        torch.nn.functional.cross_entropy(agg.classifier(pooled), targets)
+    )
+    lengths = torch.tensor([1.0, 0.8, 0.5, 0.3])
+    targets = torch.tensor([0, 1, 2, 1])
+    sums = {"cos": 0.0, "aux": 0.0}
+    for step in range(7):
+        taps = {
+            "teacher_a": torch.randn(4, 10, 5),
+            "teacher_b": torch.randn(4, 10, 7),
+        }
+        student = torch.randn(4, 8)
+        target, aux = loss.teacher_target(lengths, targets, None, **taps)
+        torch.testing.assert_close(aux, check(target, targets))
+        cos = cosine_distance(loss.projection(student), target.detach())
+        sums["cos"] += float(cos.detach())
+        sums["aux"] += float(aux.detach())
+        with NoHostSync():
+            loss(student, lengths, targets, **taps)
+    assert loss.epoch_stats() == {k: v / 7 for k, v in sums.items()}
+    assert loss.epoch_stats() == {}
+
+
 def test_lde_aggregator_is_trained_by_its_auxiliary_loss_only():
     torch.manual_seed(0)
     agg = LDEAggregator([5, 7], num_components=4, reduce_size=6, num_classes=3)

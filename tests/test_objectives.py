@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from speechbrain_kd.objectives.dkd import dkd_loss, masked_kl, mass_kl
 from speechbrain_kd.objectives.kd import kd_loss
+from speechbrain_kd.objectives.partition import top_mass_set
 from speechbrain_kd.objectives.trkd import (
+    TRKDLoss,
     confusion_mask,
     triage_masses,
     trkd_loss,
@@ -102,12 +104,18 @@ def test_confusion_set_hand_example():
     assert confusion_mask(t, y2, 0.99).int().tolist() == [[1, 1, 0, 1, 1]]
 
 
-def test_trkd_hand_value():
+# Teacher posterior (0.5, 0.3, 0.1, 0.06, 0.04), target 0, tau 0.7. Cut at
+# T = 2 (the default, partition_T = T) the non-targets renormalised are
+# sqrt(p) / sum = 0.418, 0.242, 0.187, 0.153: F = {1, 2, 3} (0.418 + 0.242 =
+# 0.660 < 0.7). Cut at temperature 1: 0.6, 0.2, 0.12, 0.08: F = {1, 2}.
+@pytest.mark.parametrize(
+    "partition_T, conf, back", [(None, [1, 2, 3], [4]), (1.0, [1, 2], [3, 4])]
+)
+def test_trkd_hand_value(partition_T, conf, back):
     T, tau = 2.0, 0.7
     t = [math.log(p) for p in (0.5, 0.3, 0.1, 0.06, 0.04)]
     s = [0.3, 0.1, 0.4, -0.2, 0.0]
     pt, ps = softmax(t, T), softmax(s, T)
-    conf, back = [1, 2], [3, 4]
 
     def masses(p):
         return [p[0], sum(p[i] for i in conf), sum(p[i] for i in back)]
@@ -118,7 +126,12 @@ def test_trkd_hand_value():
     )
     expected = T**2 * (1.0 * three + 8.0 * inner)
     got = trkd_loss(
-        torch.tensor([s]), torch.tensor([t]), torch.tensor([0]), tau=tau, T=T
+        torch.tensor([s]),
+        torch.tensor([t]),
+        torch.tensor([0]),
+        tau=tau,
+        T=T,
+        partition_T=partition_T,
     )
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
@@ -229,6 +242,7 @@ def test_helpers():
 
 # GKD (grouped KD, Zhao et al. 2023)
 from speechbrain_kd.objectives.gkd import (  # noqa: E402
+    GKDLoss,
     gkd_loss,
     group_masses,
     primary_mask,
@@ -300,3 +314,71 @@ def test_gkd_gradients_and_checks():
         )
     big = torch.tensor([[1e4, -1e4, 0.0]])
     assert torch.isfinite(gkd_loss(big, -big, threshold=0.5))
+
+
+def realistic_teacher_logits(num_classes=250, batch=256, seed=0):
+    """AAM-style teacher logits: 30 x cosine between embeddings and class
+    weights, the classes in 25 groups of 10 similar speakers, target cosine
+    ~0.74 (an early teacher)."""
+    g = torch.Generator().manual_seed(seed)
+    dim = 192
+    centre = F.normalize(torch.randn(25, dim, generator=g), dim=-1)
+    spread = F.normalize(torch.randn(num_classes, dim, generator=g), dim=-1)
+    weights = F.normalize(
+        centre.repeat_interleave(num_classes // 25, 0) + 2.0 * spread, dim=-1
+    )
+    y = torch.randint(0, num_classes, (batch,), generator=g)
+    noise = F.normalize(torch.randn(batch, dim, generator=g), dim=-1)
+    x = F.normalize(weights[y] + 0.9 * noise, dim=-1)
+    return 30.0 * x @ weights.T, y
+
+
+def test_confusion_set_is_not_one_class_at_T():
+    """At tau 0.05 the default triage (at T = 4) keeps several confusable
+    classes; cut at temperature 1 the set collapses to one class, and the
+    confusion term is then exactly zero."""
+    t, y = realistic_teacher_logits()
+    s = t + torch.randn(t.shape, generator=torch.Generator().manual_seed(1))
+    loss = TRKDLoss(T=4.0)
+    loss(s, t, y, tau=0.05)
+    stats = loss.epoch_stats()
+    assert stats["F_median"] >= 2 and stats["F_mean"] > 2
+    old = TRKDLoss(T=4.0, partition_T=1.0)
+    old(s, t, y, tau=0.05)
+    assert old.epoch_stats()["F_median"] == 1
+    conf_old = confusion_mask(t, y, 0.05, T=1.0)
+    assert (conf_old.sum(-1) == 1).float().mean() > 0.9
+    conf_new = confusion_mask(t, y, 0.05, T=4.0)
+    assert (conf_new.sum(-1) == 1).float().mean() < 0.1
+    # one class in F: nothing to distil inside it
+    one = conf_old.sum(-1) == 1
+    inner = masked_kl(s[one] / 4, t[one] / 4, conf_old[one])
+    assert torch.all(inner.abs() < 1e-6)
+
+
+def test_partition_statistics_hand_values():
+    """TRKDLoss logs |F| and the teacher's masses at T exactly."""
+    t = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]] * 2))
+    y = torch.tensor([0, 1])
+    loss = TRKDLoss(T=1.0)
+    loss(torch.zeros(2, 5), t, y, tau=0.7)
+    stats = loss.epoch_stats()
+    # row 0: F = {1, 2} (0.6 + 0.2 of the non-targets); row 1 (target 1):
+    # non-targets 0.5, 0.1, 0.06, 0.04 renormalised 0.714...: F = {0}
+    assert stats["F_mean"] == 1.5 and stats["F_median"] == 1.0
+    assert stats["mass_target"] == pytest.approx((0.5 + 0.3) / 2)
+    assert stats["mass_confusion"] == pytest.approx((0.4 + 0.5) / 2)
+    assert stats["mass_background"] == pytest.approx((0.1 + 0.2) / 2)
+    gkd = GKDLoss(threshold=0.8, T=1.0)
+    gkd(torch.zeros(2, 5), t)
+    g = gkd.epoch_stats()
+    assert g["P_mean"] == 2.0 and g["mass_primary"] == pytest.approx(0.8)
+
+
+def test_gkd_and_trkd_share_the_cut():
+    """GKD's primary group is TRKD's rule without the target set apart
+    (same helper, same float slack)."""
+    t, y = realistic_teacher_logits(batch=64)
+    for cutoff in (0.05, 0.5, 0.9):
+        primary = primary_mask(t, cutoff, T=4.0)
+        torch.testing.assert_close(primary, top_mass_set(t, cutoff, T=4.0))

@@ -9,6 +9,7 @@ import functools
 import json
 import math
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -143,9 +144,24 @@ def reference_run(tmp_path_factory, tiny_data, prep, teacher_dir):
     return ref
 
 
-def run_kd(out, tiny_data, prep, teacher_dir, *args, wait=True):
-    cmd = [
+def torchrun(nproc):
+    """The command prefix of a ``torchrun --nproc_per_node=nproc`` run."""
+    return [
         sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+    ]
+
+
+def run_kd(out, tiny_data, prep, teacher_dir, *args, wait=True, nproc=1):
+    """The tiny TRKD run; ``nproc`` > 1: under torchrun (gloo)."""
+    launch = [sys.executable] if nproc == 1 else torchrun(nproc)
+    if nproc > 1:
+        args = (*args, "--distributed_backend=gloo")
+    cmd = [
+        *launch,
         "train_kd.py",
         "hparams/trkd.yaml",
         f"--data_folder={tiny_data}",
@@ -185,7 +201,7 @@ def run_command(cmd, timeout=300):
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_9(proc)
         proc.communicate()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
@@ -212,6 +228,59 @@ def log_lines(out):
     return (out / "train_log.txt").read_text().splitlines()
 
 
+def descendants(pid):
+    """The PIDs of every process below ``pid`` (from /proc)."""
+    children = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_9(proc):
+    """``kill -9`` of ``proc``, its process group and every process below
+    it (torchrun starts its workers in sessions of their own)."""
+    pids = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_at_intra_epoch_checkpoint(proc, out):
+    """``kill -9`` of the run ``proc`` (its whole process group) once an
+    intra-epoch checkpoint of epoch 2 exists; checks the run was killed
+    there (only epoch 1 logged, nothing scored) and returns that
+    checkpoint."""
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        states = [ckpt_state(c) for c in checkpoints(out)]
+        if (2, True) in states:  # an intra-epoch checkpoint of epoch 2
+            kill_9(proc)  # workers too
+            break
+        time.sleep(0.01)
+    else:  # never reached the kill point: stop it, the assert below fails
+        if proc.poll() is None:
+            kill_9(proc)
+    stderr = out.parent / f"{out.name}.stderr"
+    assert proc.wait(timeout=60) == -signal.SIGKILL, stderr.read_text()[-3000:]
+    latest = max(checkpoints(out), key=lambda c: c.stat().st_mtime)
+    assert ckpt_state(latest) == (2, True)
+    assert len(log_lines(out)) == 1
+    assert not (out / "verification.json").exists()
+    return latest
+
+
 # ------------------------------------------------------------ interruption
 
 
@@ -224,24 +293,7 @@ def test_kill_9_then_resume_gives_same_results(
     ref = reference_run(tmp_path_factory, tiny_data, prep, teacher_dir)
     out = tmp_path / "killed"
     proc = run_kd(out, tiny_data, prep, teacher_dir, *RESUME_ARGS, wait=False)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        states = [ckpt_state(c) for c in checkpoints(out)]
-        if (2, True) in states:  # an intra-epoch checkpoint of epoch 2
-            os.killpg(proc.pid, signal.SIGKILL)  # kill -9, workers too
-            break
-        time.sleep(0.01)
-    else:  # never reached the kill point: stop it, the assert below fails
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, (
-        tmp_path / "killed.stderr"
-    ).read_text()[-3000:]
-    latest = max(checkpoints(out), key=lambda c: c.stat().st_mtime)
-    assert ckpt_state(latest) == (2, True)
-    # Killed during epoch 2: only epoch 1 is logged, nothing was scored
-    assert len(log_lines(out)) == 1
-    assert not (out / "verification.json").exists()
+    latest = kill_at_intra_epoch_checkpoint(proc, out)
 
     proc = run_kd(out, tiny_data, prep, teacher_dir, *RESUME_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -688,7 +740,7 @@ def test_interrupted_checkpoint_is_never_loaded(tmp_path):
     """A failure (or kill) while a checkpoint is being written leaves a
     folder that is not a checkpoint: recovery loads the previous one, and
     the next save removes the leftover."""
-    from speechbrain_kd.brain import AtomicCheckpointer
+    from speechbrain_kd.checkpointing import AtomicCheckpointer
 
     class Bomb:
         armed = False

@@ -435,9 +435,14 @@ def without_method(tree):
     import ruamel.yaml
 
     tree = copy.deepcopy(tree)
-    for key in ("distill_terms", "tau_schedule", "output_folder"):
+    for key in (
+        "distill_terms",
+        "tau_schedule",
+        "partition_T",
+        "kd_warmup",
+        "output_folder",
+    ):
         tree.pop(key, None)
-    tree["checkpointer"]["recoverables"].pop("tau_schedule", None)
     out = io.StringIO()
     ruamel.yaml.YAML().dump(tree, out)
     return [
@@ -469,8 +474,9 @@ def test_paper_settings():
     loss = trkd["compute_cost"].loss_fn
     assert (loss.scale, loss.margin) == (32.0, 0.2)
     assert teacher["compute_cost"].loss_fn.scale == 32.0
-    fn = trkd["distill_terms"]["trkd"]["fn"].keywords
-    assert fn == {"lambda_mass": 1.0, "lambda_conf": 8.0, "T": 4.0}
+    fn = trkd["distill_terms"]["trkd"]["fn"]
+    assert (fn.lambda_mass, fn.lambda_conf, fn.T) == (1.0, 8.0, 4.0)
+    assert fn.partition_T is None  # the triage at T
     tau = trkd["tau_schedule"]
     assert [tau(e) for e in (1, 10)] == [1.0, 1.0]
     assert tau(60) == pytest.approx(0.05) and tau(80) == pytest.approx(0.05)

@@ -175,6 +175,7 @@ if __name__ == "__main__":
         {"embedding_model": plain, "classifier": student.mods.classifier},
         label_encoder,
         embeddings=torch.stack(list(valid_emb.values())),
+        logit_scale=hparams["logit_scale"],
         card={
             "title": "Pruned dynamic-width ECAPA-TDNN student (speechbrain_kd)",
             "widths": ", ".join(f"{g} {w}" for g, w in widths.items()),

@@ -112,7 +112,9 @@ def width_gate(x, k, units, noise=False):
         Training mode: the boundary channel of each chunk is
         ``f * x + (1 - f) * n``, ``n`` Gaussian with the variance of that
         channel (over batch and time, not differentiated). Otherwise
-        (eval) it is ``f * x``, the expected value.
+        (eval) it is ``f * x``, the expected value. The Gaussian draw
+        (``randn_like(x)``) is made even at full width (``k = units``,
+        no boundary channel), where it is multiplied by zero.
 
     Returns
     -------
@@ -134,10 +136,12 @@ def width_gate(x, k, units, noise=False):
     repeats = channels // units
     mask, boundary, frac = width_mask(k, units)
     y = x * mask.repeat(repeats).to(x.dtype).view(1, -1, 1)
-    if noise and bool(boundary.any()):
+    if noise:
+        # No ``boundary.any()`` test (a host-device sync per gate): at full
+        # width ``sel`` is all False and the noise term all zeros.
         sel = boundary.repeat(repeats).view(1, -1, 1)
         std = x.detach().std(dim=(0, 2), correction=0, keepdim=True)
-        n = torch.randn_like(x) * std * sel.to(x.dtype)
+        n = torch.where(sel, torch.randn_like(x) * std, 0.0)
         y = y + (1 - frac).to(x.dtype) * n
     return y
 

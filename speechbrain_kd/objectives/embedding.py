@@ -461,8 +461,11 @@ class EmbeddingDistillation(torch.nn.Module):
         if aux is None:
             return loss
         if self.training:
-            self._sums["cos"] += float(loss.detach())
-            self._sums["aux"] += float(aux.detach())
+            # Detached float64 tensors, read on the host only by
+            # epoch_stats (a float() here would sync every step); float64
+            # adds as the Python floats did.
+            self._sums["cos"] = self._sums["cos"] + loss.detach().double()
+            self._sums["aux"] = self._sums["aux"] + aux.detach().double()
             self._sums["n"] += 1
         return loss + aux
 
@@ -473,7 +476,7 @@ class EmbeddingDistillation(torch.nn.Module):
         sums, self._sums = self._sums, {"cos": 0.0, "aux": 0.0, "n": 0}
         if not sums["n"]:
             return {}
-        return {k: sums[k] / sums["n"] for k in ("cos", "aux")}
+        return {k: float(sums[k]) / sums["n"] for k in ("cos", "aux")}
 
 
 class FrameDistillation(torch.nn.Module):

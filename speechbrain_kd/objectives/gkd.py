@@ -15,7 +15,7 @@ import torch
 
 from speechbrain_kd.objectives.dkd import masked_kl, mass_kl
 from speechbrain_kd.objectives.kd import check_logits
-from speechbrain_kd.objectives.trkd import top_class_mask, top_mass_mask
+from speechbrain_kd.objectives.partition import PartitionStats, top_mass_set
 
 
 def primary_mask(teacher_logits, threshold, T=1.0):
@@ -45,15 +45,9 @@ def primary_mask(teacher_logits, threshold, T=1.0):
     >>> primary_mask(t, 0.81).int().tolist()
     [[1, 1, 1, 0, 0]]
     """
-    threshold = float(threshold)
-    if not 0.0 < threshold <= 1.0:
+    if not 0.0 < float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    p = (teacher_logits.detach().float() / T).softmax(-1)
-    if threshold >= 1.0:
-        return torch.ones_like(p, dtype=torch.bool)
-    # slack 1e-6: float32 sums landing exactly on the cutoff count as
-    # reaching it
-    return top_mass_mask(p, threshold, slack=1e-6) | top_class_mask(p)
+    return top_mass_set(teacher_logits, threshold, T)
 
 
 def group_masses(logits, primary):
@@ -112,18 +106,109 @@ def gkd_loss(
     -------
     >>> import torch
     >>> from speechbrain_kd.objectives.kd import kd_loss
-    >>> s, t = torch.randn(4, 10), torch.randn(4, 10)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> s, t = torch.randn(4, 10, generator=g), torch.randn(4, 10, generator=g)
     >>> # threshold 1: one group holding every class = classic KD
     >>> full = gkd_loss(s, t, threshold=1.0, lambda_primary=1.0)
-    >>> torch.allclose(full, kd_loss(s, t))
+    >>> torch.allclose(full, kd_loss(s, t), atol=1e-5)
     True
     >>> bool(gkd_loss(s, t, threshold=0.5) >= 0)
     True
     """
+    return _gkd_terms(
+        student_logits,
+        teacher_logits,
+        threshold,
+        lambda_binary,
+        lambda_primary,
+        T,
+        targets,
+    )[0]
+
+
+def _gkd_terms(
+    student_logits,
+    teacher_logits,
+    threshold=0.9,
+    lambda_binary=1.0,
+    lambda_primary=8.0,
+    T=4.0,
+    targets=None,
+):
+    """GKD loss with its partition: ``(loss, primary mask, teacher masses
+    [primary, secondary] at T)``; see ``gkd_loss``."""
     check_logits(student_logits, teacher_logits, targets, T)
     s = student_logits.float() / T
     t = teacher_logits.detach().float() / T
     primary = primary_mask(teacher_logits, threshold, T)
-    binary = mass_kl(group_masses(t, primary), group_masses(s, primary))
+    teacher_masses = group_masses(t, primary)
+    binary = mass_kl(teacher_masses, group_masses(s, primary))
     within = masked_kl(s, t, primary)
-    return (lambda_binary * binary + lambda_primary * within).mean() * T**2
+    loss = (lambda_binary * binary + lambda_primary * within).mean() * T**2
+    return loss, primary, teacher_masses
+
+
+class GKDLoss:
+    """``gkd_loss`` as a distillation term that logs its groups per epoch.
+
+    Same arguments as ``gkd_loss`` (but the tensors). ``epoch_stats``
+    gives the mean and median size of the primary group P and the
+    teacher's mean masses of the primary and secondary groups (at ``T``).
+
+    Example
+    -------
+    >>> import torch
+    >>> loss = GKDLoss(threshold=0.5)
+    >>> s, t = torch.randn(4, 10), torch.randn(4, 10)
+    >>> torch.equal(loss(s, t), gkd_loss(s, t, threshold=0.5))
+    True
+    >>> sorted(loss.epoch_stats())
+    ['P_mean', 'P_median', 'mass_primary', 'mass_secondary']
+    """
+
+    def __init__(
+        self, threshold=0.9, lambda_binary=1.0, lambda_primary=8.0, T=4.0
+    ):
+        for name, value in (
+            ("lambda_binary", lambda_binary),
+            ("lambda_primary", lambda_primary),
+        ):
+            if not 0 <= float(value) < float("inf"):
+                raise ValueError(
+                    f"GKDLoss {name} must be a finite number >= 0, got "
+                    f"{value!r}"
+                )
+        if not 0 < float(T) < float("inf"):
+            raise ValueError(f"GKDLoss T must be a finite number > 0, got {T}")
+        if not 0 < float(threshold) <= 1:
+            raise ValueError(
+                f"GKDLoss threshold must be in (0, 1], got {threshold}"
+            )
+        self.threshold, self.T = threshold, T
+        self.lambda_binary, self.lambda_primary = lambda_binary, lambda_primary
+        self.stats = PartitionStats(["primary", "secondary"], "P")
+
+    def __call__(self, student_logits, teacher_logits, targets=None):
+        loss, primary, masses = _gkd_terms(
+            student_logits,
+            teacher_logits,
+            self.threshold,
+            self.lambda_binary,
+            self.lambda_primary,
+            self.T,
+            targets,
+        )
+        self.stats.update(primary, masses)
+        return loss
+
+    def epoch_stats(self):
+        """|P| and teacher masses since the last call (see the class)."""
+        return self.stats.summary()
+
+    def stats_state(self):
+        """The epoch's statistics so far (for intra-epoch checkpoints)."""
+        return self.stats.state()
+
+    def load_stats_state(self, state):
+        """Continues the epoch's statistics from ``stats_state``."""
+        self.stats.load_state(state)

@@ -343,9 +343,9 @@ class HiddenStateDistillation(torch.nn.Module):
                 pred, teacher.detach().float(), lengths
             )
             total = total + l1 + self.cos_weight * cos
-            if record:
-                self._sums[f"{name}_l1"] += float(l1.detach())
-                self._sums[f"{name}_cos"] += float(cos.detach())
+            if record:  # detached float64 sums: no host sync per step
+                for key, term in ((f"{name}_l1", l1), (f"{name}_cos", cos)):
+                    self._sums[key] = self._sums[key] + term.detach().double()
         if record:
             self._sums["n"] += 1
         return total / len(self.pairs)
@@ -357,4 +357,4 @@ class HiddenStateDistillation(torch.nn.Module):
         self._reset_sums()
         if not sums["n"]:
             return {}
-        return {k: v / sums["n"] for k, v in sums.items() if k != "n"}
+        return {k: float(v) / sums["n"] for k, v in sums.items() if k != "n"}

@@ -9,7 +9,11 @@ def check_logits(student, teacher, targets=None, T=1.0):
     Raises ``ValueError`` unless the ``student`` and ``teacher`` logits are
     non-empty ``[batch, classes]`` tensors of the same shape, ``targets``
     (if given) holds ``batch`` class indices in range, and ``T`` is a
-    finite number > 0.
+    finite number > 0. Only shapes are read, except for the range of
+    ``targets``, which is checked on CPU tensors only: on an accelerator
+    it would synchronise the host with the device at every call
+    (``KDBrain`` checks the targets of its first batch on the host, and an
+    index out of range fails in the loss's indexing anyway).
 
     Example
     -------
@@ -36,7 +40,7 @@ def check_logits(student, teacher, targets=None, T=1.0):
                 f"targets must hold {s_shape[0]} class indices, got shape "
                 f"{tuple(targets.shape)}"
             )
-        if targets.numel() and (
+        if targets.device.type == "cpu" and (
             targets.min() < 0 or targets.max() >= s_shape[1]
         ):
             raise ValueError(

@@ -3,8 +3,12 @@
 For each example, the teacher's non-target classes are triaged by a
 cumulative-probability cutoff ``tau``: the *confusion set* F is the smallest
 prefix of the non-target classes, sorted by the teacher's probability (at
-temperature 1), whose cumulative probability renormalised over the
-non-targets reaches ``tau``; the *background* B is the rest. TRKD distils
+the distillation temperature ``T`` by default, ``partition_T`` otherwise),
+whose cumulative probability renormalised over the non-targets reaches
+``tau``; the *background* B is the rest. (At temperature 1 with cosine
+logits times 30 the teacher posterior is so peaked that F is a single
+class in most rows once tau is small, and the confusion term vanishes:
+``partition_T=1.0`` keeps that behaviour, for comparison.) TRKD distils
 the three masses [target, F, B] and the distribution inside F, and drops the
 distribution inside B. ``tau`` decreases over training
 (``speechbrain_kd.schedules.TauCurriculum``). With ``tau = 1``, F holds every
@@ -16,20 +20,24 @@ import torch
 
 from speechbrain_kd.objectives.dkd import masked_kl, mass_kl, target_mask
 from speechbrain_kd.objectives.kd import check_logits
+from speechbrain_kd.objectives.partition import PartitionStats, top_mass_set
 
 
-def confusion_mask(teacher_logits, targets, tau):
+def confusion_mask(teacher_logits, targets, tau, T=1.0):
     """The confusion set F of each example, as a ``[batch, classes]`` mask.
 
     Arguments
     ---------
     teacher_logits : torch.Tensor
-        ``[batch, classes]`` teacher logits (temperature 1 is used here).
+        ``[batch, classes]`` teacher logits.
     targets : torch.Tensor
         ``[batch]`` class indices.
     tau : float or torch.Tensor
         Cumulative-probability cutoff in (0, 1]; ``tau >= 1`` keeps every
         non-target class.
+    T : float
+        Temperature of the teacher posterior that ranks and cuts the
+        non-target classes (``trkd_loss`` passes its ``partition_T``).
 
     Returns
     -------
@@ -44,48 +52,15 @@ def confusion_mask(teacher_logits, targets, tau):
     [[0, 1, 1, 0, 0]]
     >>> confusion_mask(t, torch.tensor([0]), 0.6).int().tolist()
     [[0, 1, 0, 0, 0]]
+    >>> # at T = 4 the non-targets are 0.33, 0.25, 0.22, 0.20 (renormalised)
+    >>> confusion_mask(t, torch.tensor([0]), 0.6, T=4.0).int().tolist()
+    [[0, 1, 1, 1, 0]]
     """
     tau = float(tau)
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
     gt = target_mask(teacher_logits, targets)
-    if tau >= 1.0:
-        return ~gt
-    p = teacher_logits.detach().float().softmax(-1)
-    q = torch.where(gt, torch.zeros_like(p), p)
-    q = q / q.sum(-1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
-    # The target sorts last (q = 0) but can still be reached: remove it, and
-    # keep the top non-target class when nothing else is left.
-    in_f = top_mass_mask(q, tau) & ~gt
-    top = top_class_mask(q) & ~gt
-    empty = ~in_f.any(-1, keepdim=True)
-    return in_f | (top & empty)
-
-
-def top_mass_mask(probs, cutoff, slack=0.0):
-    """The top classes holding ``cutoff`` of the mass, as a bool mask.
-
-    Classes are ranked by ``probs`` (descending, ties in index order); a
-    class is kept iff the mass of the classes ranked above it is below
-    ``cutoff - slack``: the smallest prefix whose cumulative mass reaches
-    the cutoff.
-
-    Example
-    -------
-    >>> p = torch.tensor([[0.1, 0.5, 0.3, 0.1]])
-    >>> top_mass_mask(p, 0.7).int().tolist()
-    [[0, 1, 1, 0]]
-    """
-    p_sorted, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-    mass_before = torch.cumsum(p_sorted, -1) - p_sorted
-    keep = mass_before < cutoff - slack
-    return torch.zeros_like(keep).scatter(-1, order, keep)
-
-
-def top_class_mask(probs):
-    """Bool mask of the most probable class of each row (first on ties)."""
-    top = probs.argmax(-1, keepdim=True)
-    return torch.zeros_like(probs, dtype=torch.bool).scatter(-1, top, True)
+    return top_mass_set(teacher_logits, tau, T, exclude=gt)
 
 
 def triage_masses(logits, gt, conf):
@@ -112,6 +87,31 @@ def triage_masses(logits, gt, conf):
     )
 
 
+def _trkd_terms(
+    student_logits,
+    teacher_logits,
+    targets,
+    tau,
+    lambda_mass=1.0,
+    lambda_conf=8.0,
+    T=4.0,
+    partition_T=None,
+):
+    """TRKD loss with its partition: ``(loss, confusion mask, teacher
+    masses [target, F, B] at T)``; see ``trkd_loss``."""
+    check_logits(student_logits, teacher_logits, targets, T)
+    s = student_logits.float() / T
+    t = teacher_logits.detach().float() / T
+    gt = target_mask(s, targets)
+    cut_T = T if partition_T is None else partition_T
+    conf = confusion_mask(teacher_logits, targets, tau, cut_T)
+    teacher_masses = triage_masses(t, gt, conf)
+    three_mass = mass_kl(teacher_masses, triage_masses(s, gt, conf))
+    confusion = masked_kl(s, t, conf)
+    loss = (lambda_mass * three_mass + lambda_conf * confusion).mean() * T**2
+    return loss, conf, teacher_masses
+
+
 def trkd_loss(
     student_logits,
     teacher_logits,
@@ -120,6 +120,7 @@ def trkd_loss(
     lambda_mass=1.0,
     lambda_conf=8.0,
     T=4.0,
+    partition_T=None,
 ):
     """TRKD: lambda_mass * three-mass KL + lambda_conf * confusion KL.
 
@@ -142,6 +143,9 @@ def trkd_loss(
         Weight of the within-confusion-set term.
     T : float
         Softmax temperature.
+    partition_T : float, optional
+        Temperature of the teacher posterior the confusion set is cut on;
+        None (default): ``T``. ``1.0`` is the earlier behaviour.
 
     Returns
     -------
@@ -151,18 +155,90 @@ def trkd_loss(
     Example
     -------
     >>> from speechbrain_kd.objectives.dkd import dkd_loss
-    >>> s, t = torch.randn(4, 10), torch.randn(4, 10)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> s, t = torch.randn(4, 10, generator=g), torch.randn(4, 10, generator=g)
     >>> y = torch.tensor([0, 1, 2, 3])
     >>> torch.allclose(trkd_loss(s, t, y, tau=1.0), dkd_loss(s, t, y))
     True
     >>> bool(trkd_loss(s, t, y, tau=0.3) >= 0)
     True
     """
-    check_logits(student_logits, teacher_logits, targets, T)
-    s = student_logits.float() / T
-    t = teacher_logits.detach().float() / T
-    gt = target_mask(s, targets)
-    conf = confusion_mask(teacher_logits, targets, tau)
-    three_mass = mass_kl(triage_masses(t, gt, conf), triage_masses(s, gt, conf))
-    confusion = masked_kl(s, t, conf)
-    return (lambda_mass * three_mass + lambda_conf * confusion).mean() * T**2
+    return _trkd_terms(
+        student_logits,
+        teacher_logits,
+        targets,
+        tau,
+        lambda_mass,
+        lambda_conf,
+        T,
+        partition_T,
+    )[0]
+
+
+class TRKDLoss:
+    """``trkd_loss`` as a distillation term that logs its triage per epoch.
+
+    Same arguments as ``trkd_loss`` (but the tensors and ``tau``, which
+    the Brain passes at every step). ``epoch_stats`` gives, for the
+    training log, the mean and median size of the confusion set F and
+    the teacher's mean masses of the target, F and the background B (at
+    ``T``), so that the tau curriculum can be seen acting.
+
+    Example
+    -------
+    >>> loss = TRKDLoss(T=4.0)
+    >>> s, t = torch.randn(4, 10), torch.randn(4, 10)
+    >>> y = torch.tensor([0, 1, 2, 3])
+    >>> torch.equal(loss(s, t, y, tau=0.5), trkd_loss(s, t, y, tau=0.5))
+    True
+    >>> sorted(loss.epoch_stats())
+    ['F_mean', 'F_median', 'mass_background', 'mass_confusion', 'mass_target']
+    """
+
+    def __init__(
+        self, lambda_mass=1.0, lambda_conf=8.0, T=4.0, partition_T=None
+    ):
+        for name, value in (
+            ("lambda_mass", lambda_mass),
+            ("lambda_conf", lambda_conf),
+        ):
+            if not 0 <= float(value) < float("inf"):
+                raise ValueError(
+                    f"TRKDLoss {name} must be a finite number >= 0, got "
+                    f"{value!r}"
+                )
+        for name, value in (("T", T), ("partition_T", partition_T)):
+            if value is not None and not 0 < float(value) < float("inf"):
+                raise ValueError(
+                    f"TRKDLoss {name} must be a finite number > 0, got "
+                    f"{value!r}"
+                )
+        self.lambda_mass, self.lambda_conf = lambda_mass, lambda_conf
+        self.T, self.partition_T = T, partition_T
+        self.stats = PartitionStats(["target", "confusion", "background"], "F")
+
+    def __call__(self, student_logits, teacher_logits, targets, tau):
+        loss, conf, masses = _trkd_terms(
+            student_logits,
+            teacher_logits,
+            targets,
+            tau,
+            self.lambda_mass,
+            self.lambda_conf,
+            self.T,
+            self.partition_T,
+        )
+        self.stats.update(conf, masses)
+        return loss
+
+    def epoch_stats(self):
+        """|F| and teacher masses since the last call (see the class)."""
+        return self.stats.summary()
+
+    def stats_state(self):
+        """The epoch's statistics so far (for intra-epoch checkpoints)."""
+        return self.stats.state()
+
+    def load_stats_state(self, state):
+        """Continues the epoch's statistics from ``stats_state``."""
+        self.stats.load_state(state)

@@ -1,0 +1,68 @@
+"""Training views: a fixed set of V crops per training segment.
+
+A *view* of a training segment is everything that decides the student's
+input: here the crop (offset and length). With ``train_views: V`` in a
+recipe YAML, segment ``key`` has V views, view ``v`` being the crop drawn
+from ``view_generator(seed, v, key)``, and epoch ``e`` trains on view
+``epoch_view(seed, e, key, V)``: deterministic in (seed, epoch, ID), the
+same in every process and every run. The teacher cache
+(``speechbrain_kd.teacher_cache``) stores the teacher's outputs once per
+view, so that a student can train on exactly the inputs the teacher saw.
+
+Batch-level waveform augmentation (SpeechBrain's ``Augmenter``: noise,
+reverberation, speed, drops drawn for a whole batch from the global
+random state) cannot be replayed per example, so it is not part of a view
+and a cached run refuses it.
+"""
+
+import torch
+
+from speechbrain_kd.data import crop_generator
+
+
+def view_generator(seed, view, key):
+    """The ``torch.Generator`` of view ``view`` of segment ``key``.
+
+    Example
+    -------
+    >>> a = torch.rand(2, generator=view_generator(1986, 3, "utt1"))
+    >>> b = torch.rand(2, generator=view_generator(1986, 3, "utt1"))
+    >>> c = torch.rand(2, generator=view_generator(1986, 4, "utt1"))
+    >>> bool((a == b).all()), bool((a == c).all())
+    (True, False)
+    """
+    return crop_generator(seed, f"view{int(view)}", key)
+
+
+def epoch_view(seed, epoch, key, views):
+    """The view of segment ``key`` that epoch ``epoch`` trains on.
+
+    Arguments
+    ---------
+    seed : int
+        The run's seed.
+    epoch : int
+        The training epoch.
+    key : str
+        The segment ID.
+    views : int
+        Number of views per segment (>= 1).
+
+    Returns
+    -------
+    int
+        In ``[0, views)``.
+
+    Example
+    -------
+    >>> v = [epoch_view(1986, e, "utt1", 8) for e in range(1, 6)]
+    >>> v == [epoch_view(1986, e, "utt1", 8) for e in range(1, 6)]
+    True
+    >>> all(0 <= x < 8 for x in v)
+    True
+    """
+    views = int(views)
+    if views < 1:
+        raise ValueError(f"train_views must be >= 1, got {views}")
+    generator = crop_generator(seed, f"pick{int(epoch)}", key)
+    return int(torch.randint(0, views, (1,), generator=generator))
