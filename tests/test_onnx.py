@@ -144,3 +144,48 @@ def test_export_errors(tmp_path, monkeypatch):
     # nothing half written
     assert not (dest / "embedding_model.onnx").exists()
     assert not any(p.name.endswith(".tmp") for p in dest.iterdir())
+
+
+def test_int8_export(exported, tiny_data, tmp_path):
+    """--int8: a static int8 model calibrated on training crops, checked
+    against the float model (cosine), smaller than it, with the feature
+    extraction (the STFT's DFT convolution) left in float."""
+    import onnx
+    import soundfile
+
+    from speechbrain_kd.data import write_csv
+    from speechbrain_kd.onnx_export import INT8_NAME, export_int8
+
+    dest, info = exported
+    if not info["batched"]:
+        pytest.skip("int8 is checked on the batched exports")
+    rows = []
+    for i, path in enumerate(sorted(tiny_data.rglob("*.flac"))[:12]):
+        n = int(soundfile.info(str(path)).frames)
+        rows.append(
+            dict(
+                ID=f"u{i}",
+                duration=n / 16000,
+                wav=str(path),
+                start=0,
+                stop=n,
+                spk_id="s",
+            )
+        )
+    write_csv(rows, tmp_path / "calib.csv")
+    got = export_int8(info, str(tmp_path / "calib.csv"), "", 12, 0.99)
+    assert got["path"] == os.path.join(os.path.dirname(info["path"]), INT8_NAME)
+    assert got["min_cosine"] >= 0.99 and got["size_ratio"] < 1.0
+    model = onnx.load(got["path"])
+    producer = {out: n.op_type for n in model.graph.node for out in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    # the DFT of the features keeps float weights; the other convolutions
+    # get int8 weights, seen through DequantizeLinear
+    assert producer.get(convs[0].input[1]) != "DequantizeLinear"
+    assert all(
+        producer.get(c.input[1]) == "DequantizeLinear" for c in convs[1:]
+    )
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    with pytest.raises(RuntimeError, match="min_cosine"):
+        export_int8(info, str(tmp_path / "calib.csv"), "", 12, 1.01)
+    assert not os.path.exists(got["path"])  # nothing half written
