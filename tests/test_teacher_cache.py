@@ -305,3 +305,25 @@ def test_cached_run_matches_live_run(tiny_data, prep, teacher_dir, tmp_path):
                 assert got[key] == pytest.approx(want[key], rel=rtol), key
             for key in masses:
                 assert got[key] == want[key], key
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(train_views=None), "needs train_views"),
+        (dict(teacher_taps={"a": "blocks.1"}), "teacher_taps"),
+        (dict(wav_augment=object()), "wav_augment"),
+        (dict(teacher_cache={"enabled": True, "colour": 1}), "colour"),
+        (dict(teacher_cache={"enabled": True, "topk": 8, "T": None}), "T"),
+        (dict(teacher_cache={"enabled": True, "dtype": "int8"}), "dtype"),
+    ],
+)
+def test_cached_mode_refuses_what_it_cannot_replay(change, message):
+    from speechbrain_kd.teacher_cache import cache_settings
+
+    hparams = dict(
+        train_views=4, save_folder="s", teacher_cache={"enabled": True}
+    )
+    hparams.update(change)
+    with pytest.raises(ValueError, match=message):
+        cache_settings(hparams)
