@@ -252,7 +252,10 @@ def prepare_corpus(hparams):
       the options of ``prep_opts``;
     - ``corpus: synthetic``: generates (once) the espeak-ng synthetic corpus
       into ``data_folder``, with the options of ``synthetic_opts`` (see
-      ``speechbrain_kd.synthetic.prepare_synthetic``).
+      ``speechbrain_kd.synthetic.prepare_synthetic``);
+    - ``corpus: so762``: the speechocean762 benchmark (``so762_folder``)
+      with the mini corpus' speakers (``data_folder``), options
+      ``so762_opts`` (see ``so762_prepare.prepare_so762``).
     """
     corpus = hparams.get("corpus", "mini")
     if corpus == "mini":
@@ -269,7 +272,23 @@ def prepare_corpus(hparams):
             hparams["prep_folder"],
             **hparams.get("synthetic_opts", {}),
         )
+    elif corpus == "so762":
+        from so762_prepare import prepare_so762
+
+        if not hparams.get("so762_folder"):
+            raise ValueError(
+                "corpus so762 needs so762_folder (the speechocean762 folder "
+                "with WAVE/, train/ and test/); data_folder stays the mini "
+                "corpus"
+            )
+        prepare_so762(
+            hparams["so762_folder"],
+            hparams["data_folder"],
+            hparams["prep_folder"],
+            mini_opts=hparams.get("prep_opts", {}),
+            **hparams.get("so762_opts", {}),
+        )
     else:
         raise ValueError(
-            f"corpus must be 'mini' or 'synthetic', got {corpus!r}"
+            f"corpus must be 'mini', 'synthetic' or 'so762', got {corpus!r}"
         )
