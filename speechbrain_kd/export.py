@@ -24,6 +24,7 @@ import torch
 from hyperpyyaml import resolve_references
 from speechbrain.processing.features import InputNormalization
 
+from speechbrain_kd.calibration import thresholds_card, thresholds_yaml
 from speechbrain_kd.data import atomic_write_text, default_mode
 from speechbrain_kd.objectives.complexity import count_macs as forward_macs
 
@@ -100,6 +101,27 @@ def model_yaml(hparams_file, overrides=None, keys=MODEL_KEYS, definitions=None):
     return out.getvalue()
 
 
+def training_value(hparams_file, overrides, key):
+    """The plain value of a top-level ``key`` of a training YAML (with
+    the run's overrides), or None when it has none.
+
+    Example
+    -------
+    >>> import os
+    >>> path = os.path.join(getfixture("tmpdir"), "h.yaml")
+    >>> _ = open(path, "w").write("logit_scale: 30.0\\nseed: 1\\n")
+    >>> training_value(path, {"seed": 2}, "logit_scale")
+    30.0
+    >>> training_value(path, {}, "margin") is None
+    True
+    """
+    with open(hparams_file) as f:
+        resolved = resolve_references(f, overrides or {})
+    tree = ruamel.yaml.YAML().load(resolved)
+    value = tree.get(key)
+    return value if isinstance(value, (int, float)) else None
+
+
 def unwrap_module(module):
     """The module inside a DDP / DataParallel wrapper, if any."""
     wrappers = (
@@ -140,6 +162,8 @@ def export_pretrained(
     card=None,
     definitions=None,
     logit_scale=None,
+    thresholds=None,
+    calibration=None,
 ):
     """Writes a pretrained folder at ``dest`` (atomically).
 
@@ -171,10 +195,22 @@ def export_pretrained(
         the one trained, e.g. the plain ECAPA-TDNN a dynamic-width student
         was pruned into.
     logit_scale : float, optional
-        The AAM-softmax scale the model was trained with, recorded as
+        The AAM-softmax scale the model was trained with (default: the
+        training YAML's ``logit_scale``, if it has one), recorded as
         ``logit_scale`` in ``hyperparams.yaml`` (read back and checked
         when the folder is used as a teacher:
         ``speechbrain_kd.teachers.checked_logit_scale``).
+    thresholds : dict, optional
+        Cosine-score decision thresholds measured on a trial list
+        (``speechbrain_kd.verification.published_thresholds``: EER, FAR
+        1 % and 0.1 % points with their rates, the corpus and the trial
+        counts), recorded as ``verification_thresholds`` in
+        ``hyperparams.yaml`` and in the model card
+        (``speechbrain_kd.calibration.thresholds_yaml``).
+    calibration : dict, optional
+        A linear score calibration (``a``, ``b``, ``prior``, ``Cllr``,
+        ``minCllr``: ``speechbrain_kd.calibration.linear_calibration``),
+        recorded as ``score_calibration`` and in the model card.
 
     Returns
     -------
@@ -193,11 +229,14 @@ def export_pretrained(
             f"{os.path.basename(hparams_file)}\n"
         )
         text = model_yaml(hparams_file, overrides, definitions=definitions)
+        if logit_scale is None:
+            logit_scale = training_value(hparams_file, overrides, "logit_scale")
         if logit_scale is not None:
             text += (
                 "\n# AAM-softmax scale of training: classifier outputs x "
                 f"logit_scale = logits\nlogit_scale: {float(logit_scale)}\n"
             )
+        text += thresholds_yaml(thresholds, calibration)
         text = header + text + INFERENCE_TAIL
         atomic_write_text(os.path.join(tmp, "hyperparams.yaml"), text)
         for name in ("embedding_model", "classifier"):
@@ -212,7 +251,13 @@ def export_pretrained(
         norm._save(os.path.join(tmp, "mean_var_norm_emb.ckpt"))
         atomic_write_text(
             os.path.join(tmp, "README.md"),
-            model_card(card or {}, len(label_encoder), modules),
+            model_card(
+                card or {},
+                len(label_encoder),
+                modules,
+                thresholds=thresholds,
+                calibration=calibration,
+            ),
         )
         if os.path.exists(dest):
             old = tempfile.mkdtemp(dir=parent, prefix=".old_export_")
@@ -270,12 +315,14 @@ def count_macs(modules, seconds=3.0, sample_rate=16000):
         return None
 
 
-def model_card(card, num_classes, modules):
+def model_card(card, num_classes, modules, thresholds=None, calibration=None):
     """Markdown model card of a published folder.
 
     Holds the embedding model's parameters and MACs (3 s of audio), the
     number of classes, the facts of ``card`` (method, teacher, data, EER,
-    ...) and how to load the folder.
+    ...), how to load the folder and, when given, the decision
+    ``thresholds`` and the score ``calibration`` (as ``export_pretrained``
+    takes them; ``speechbrain_kd.calibration.thresholds_card``).
     """
     params = count_parameters(modules["embedding_model"])
     macs = count_macs(modules)
@@ -321,6 +368,7 @@ def model_card(card, num_classes, modules):
         "against PyTorch.",
         "",
     ]
+    lines += thresholds_card(thresholds, calibration)
     return "\n".join(lines)
 
 

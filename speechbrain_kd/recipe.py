@@ -44,6 +44,7 @@ from speechbrain_kd.verification import (
     SCORING_METHODS,
     detection_metrics,
     extract_embeddings,
+    published_thresholds,
     score_trials,
     train_plda,
     write_scores,
@@ -563,11 +564,23 @@ def verify(encode, test_set, hparams, name):
     return result
 
 
-def publish(brain, hparams_file, overrides, label_encoder, datasets, card):
+def publish(
+    brain,
+    hparams_file,
+    overrides,
+    label_encoder,
+    datasets,
+    card,
+    thresholds=None,
+    calibration=None,
+):
     """Exports the Brain's model and checks the ``from_hparams`` round trip.
 
     ``mean_var_norm_emb`` is fitted on the validation embeddings (held-out
     audio of the training speakers). Only the main process writes.
+    ``thresholds`` and ``calibration`` (optional) go to
+    ``export_pretrained`` (``verification_thresholds`` and
+    ``score_calibration`` of ``hyperparams.yaml``, and the model card).
 
     Returns
     -------
@@ -591,6 +604,8 @@ def publish(brain, hparams_file, overrides, label_encoder, datasets, card):
         embeddings=torch.stack(list(valid_emb.values())),
         card=card,
         logit_scale=brain.logit_scale,
+        thresholds=thresholds,
+        calibration=calibration,
     )
     # Same audio through both paths: the training-time encoder and the
     # published folder loaded by EncoderClassifier.
@@ -636,6 +651,12 @@ def evaluate_and_publish(
     model on the trial lists, then publishes the model with a model card
     holding the figures (main process only).
 
+    The folder also records the cosine-score thresholds (EER, FAR 1 %,
+    FAR 0.1 %) and a linear score calibration measured on the model's
+    cosine scores of the first trial list
+    (``speechbrain_kd.verification.published_thresholds``); none when that
+    list was not scored with cosine.
+
     Returns
     -------
     dict or None
@@ -655,5 +676,18 @@ def evaluate_and_publish(
     card.update(_card_figures(results[name]))
     if "teacher" in results:
         card.update(_card_figures(results["teacher"], "teacher "))
-    publish(brain, hparams_file, overrides, label_encoder, datasets, card)
+    first = results[name]["trial_list"]
+    thresholds, calibration = published_thresholds(
+        results[name], trial_lists(hparams)[first]
+    )
+    publish(
+        brain,
+        hparams_file,
+        overrides,
+        label_encoder,
+        datasets,
+        card,
+        thresholds=thresholds,
+        calibration=calibration,
+    )
     return results

@@ -1,0 +1,627 @@
+"""Score calibration and the decision thresholds of a published model.
+
+A cosine score says which of two trials looks more like the same speaker,
+not how likely it is. Two things make it usable for a decision:
+
+- **Thresholds** (``speechbrain_kd.verification.operating_points``): the
+  cosine score above which a pair is accepted, at the equal-error point and
+  at a target false-accept rate, measured on a trial list.
+- **Linear calibration** (``linear_calibration``): ``llr = a * score + b``,
+  a log-likelihood ratio (natural log, same speaker vs different), fitted
+  by prior-weighted logistic regression (Brümmer's linear calibration, as
+  in the BOSARIS toolkit) and judged by ``cllr`` (bits; 0 perfect, 1 the
+  cost of always answering "don't know") against ``min_cllr``, the Cllr
+  of the best monotonic map of the same scores (pool-adjacent-violators).
+
+``thresholds_yaml`` and ``thresholds_card`` write both into a published
+folder (``speechbrain_kd.export.export_pretrained(thresholds=...,
+calibration=...)``): ``verification_thresholds`` and ``score_calibration``
+in ``hyperparams.yaml`` (plain mappings, which ``from_hparams`` loads and
+ignores) and a section of the model card.
+
+Convention: a pair is accepted (same speaker) when ``score > threshold``,
+as SpeechBrain's ``SpeakerRecognition.verify_batch`` decides and as
+``speechbrain_kd.verification.error_rates`` counts.
+"""
+
+import io
+import logging
+import math
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LN2 = math.log(2.0)
+
+DRIFT_NOTE = (
+    "Thresholds do not carry over between corpora: score distributions "
+    "shift with language, channel and utterance duration, and with the "
+    "score normalisation (these are raw cosine scores), so recalibrate on "
+    "trials of your own domain "
+    "(`speechbrain_kd.verification.operating_points` on your scores)."
+)
+
+
+def _scores(scores, name):
+    """1-D float64 array of finite scores, or an error naming ``name``."""
+    arr = np.asarray(scores, dtype=np.float64).ravel()
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or infinite scores")
+    return arr
+
+
+def _check_prior(prior):
+    if not 0.0 < float(prior) < 1.0:
+        raise ValueError(f"prior must be in (0, 1), got {prior!r}")
+    return float(prior)
+
+
+def cllr(target_llrs, nontarget_llrs):
+    """Log-likelihood-ratio cost, in bits.
+
+    ``Cllr = (mean_tar log2(1 + e^-llr) + mean_non log2(1 + e^llr)) / 2``:
+    0 for LLRs that are right and infinitely sure, 1 bit for LLRs that are
+    all 0 (no information), more for LLRs confidently wrong. Infinite LLRs
+    on the right side cost 0.
+
+    Arguments
+    ---------
+    target_llrs, nontarget_llrs : array
+        Natural-log LLRs of the target and the non-target trials.
+
+    Returns
+    -------
+    float
+
+    Example
+    -------
+    >>> cllr([0.0, 0.0], [0.0])
+    1.0
+    >>> round(cllr([20.0], [-20.0]), 6)
+    0.0
+    >>> round(cllr([-2.0], [2.0]), 4)  # confidently wrong: log2(1 + e^2)
+    3.0685
+    """
+    tar = np.asarray(target_llrs, dtype=np.float64).ravel()
+    non = np.asarray(nontarget_llrs, dtype=np.float64).ravel()
+    if tar.size == 0 or non.size == 0:
+        raise ValueError(
+            "cllr needs target and non-target LLRs, got "
+            f"{tar.size} and {non.size}"
+        )
+    if np.isnan(tar).any() or np.isnan(non).any():
+        raise ValueError("cllr: the LLRs hold NaN")
+    c_tar = np.logaddexp(0.0, -tar).mean()
+    c_non = np.logaddexp(0.0, non).mean()
+    return float((c_tar + c_non) / (2 * LN2))
+
+
+def pav(values, weights=None):
+    """Isotonic (non-decreasing) least-squares fit: pool adjacent violators.
+
+    Arguments
+    ---------
+    values : array
+        1-D values, in the order the fit must be non-decreasing in.
+    weights : array, optional
+        Positive weight of each value (default 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        The fitted values: each block of pooled neighbours gets its
+        weighted mean.
+
+    Example
+    -------
+    >>> pav([1.0, 3.0, 2.0, 4.0]).tolist()
+    [1.0, 2.5, 2.5, 4.0]
+    >>> pav([0.0, 1.0, 0.0], weights=[1.0, 1.0, 3.0]).tolist()
+    [0.0, 0.25, 0.25]
+    """
+    y = np.asarray(values, dtype=np.float64).ravel()
+    w = (
+        np.ones_like(y)
+        if weights is None
+        else np.asarray(weights, dtype=np.float64).ravel()
+    )
+    if w.shape != y.shape or (w <= 0).any():
+        raise ValueError(
+            f"pav: weights must be {y.size} positive numbers, got {w.size}"
+        )
+    # Stack of blocks (mean, weight, length); Python lists: fast in a loop
+    means, wts, lens = [], [], []
+    for v, ww in zip(y.tolist(), w.tolist()):
+        n = 1
+        while means and means[-1] >= v:
+            pw = wts.pop()
+            v = (means.pop() * pw + v * ww) / (pw + ww)
+            ww += pw
+            n += lens.pop()
+        means.append(v)
+        wts.append(ww)
+        lens.append(n)
+    return np.repeat(np.array(means), np.array(lens, dtype=np.int64))
+
+
+def pav_llrs(positive_scores, negative_scores):
+    """The LLRs of the best monotonic map of the scores (PAV).
+
+    Tied scores are pooled first (they must get one LLR); the isotonic fit
+    of the labels on the sorted scores is the posterior of a target, turned
+    into an LLR by removing the trial list's prior log-odds. A block of
+    non-targets only gets ``-inf``, of targets only ``+inf``.
+
+    Returns
+    -------
+    target_llrs, nontarget_llrs : numpy.ndarray
+
+    Example
+    -------
+    >>> t, n = pav_llrs([0.9, 0.4], [0.1, 0.5])
+    >>> t.tolist(), n.tolist()  # sorted labels 0 1 0 1 -> 0 .5 .5 1
+    ([inf, 0.0], [-inf, 0.0])
+    """
+    tar = _scores(positive_scores, "positive_scores")
+    non = _scores(negative_scores, "negative_scores")
+    scores = np.concatenate([tar, non])
+    labels = np.concatenate([np.ones(tar.size), np.zeros(non.size)])
+    unique, inverse = np.unique(scores, return_inverse=True)
+    counts = np.bincount(inverse).astype(np.float64)
+    hits = np.bincount(inverse, weights=labels)
+    posterior = pav(hits / counts, counts)
+    with np.errstate(divide="ignore"):
+        llr = (
+            np.log(posterior)
+            - np.log1p(-posterior)
+            - math.log(tar.size / non.size)
+        )
+    llr = llr[inverse]
+    return llr[: tar.size], llr[tar.size :]
+
+
+def min_cllr(positive_scores, negative_scores):
+    """Cllr (bits) of the best monotonic calibration of the scores.
+
+    The part of Cllr no calibration can remove (the scores' discrimination):
+    ``cllr(*pav_llrs(...))``. Every monotonic calibration, linear ones
+    included, has a Cllr at least this.
+
+    Example
+    -------
+    >>> min_cllr([0.9, 0.8], [0.1, 0.2])  # separated: nothing left
+    0.0
+    >>> min_cllr([0.5, 0.5], [0.5, 0.5])  # uninformative
+    1.0
+    """
+    return cllr(*pav_llrs(positive_scores, negative_scores))
+
+
+def fit_linear_calibration(
+    positive_scores, negative_scores, prior=0.5, maxiter=1000
+):
+    """``(a, b)`` of ``llr = a * score + b``, by prior-weighted logistic
+    regression.
+
+    Minimises ``prior * mean_tar softplus(-(llr + logit(prior))) +
+    (1 - prior) * mean_non softplus(llr + logit(prior))`` (Brümmer's
+    linear calibration at an effective prior; at ``prior`` 0.5 this is
+    Cllr times ln 2, so the fitted map has the lowest Cllr of all affine
+    maps). Scores are standardised for the fit. Perfectly separated trials
+    have no finite optimum: the slope grows until the optimiser's gradient
+    tolerance stops it (a large, finite ``a``). Constant scores give
+    ``(0, 0)``.
+
+    Arguments
+    ---------
+    positive_scores, negative_scores : array
+        Scores of the target and the non-target trials.
+    prior : float
+        Effective target prior of the fit, in (0, 1).
+    maxiter : int
+        Iterations of ``scipy.optimize.minimize`` (L-BFGS-B).
+
+    Returns
+    -------
+    a, b : float
+
+    Example
+    -------
+    Scores 1, 2, 3 (targets) and 0, 1, 2: by symmetry llr = a (s - 1.5),
+    and the gradient vanishes at a = ln 4 (sigmoids 2/3, 1/3, 1/9):
+
+    >>> a, b = fit_linear_calibration([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    >>> abs(a - math.log(4)) < 1e-4, abs(b + math.log(8)) < 1e-4
+    (True, True)
+    """
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    prior = _check_prior(prior)
+    tar = _scores(positive_scores, "positive_scores")
+    non = _scores(negative_scores, "negative_scores")
+    both = np.concatenate([tar, non])
+    mean, std = float(both.mean()), float(both.std())
+    if not std > 0:
+        return 0.0, 0.0
+    zt, zn = (tar - mean) / std, (non - mean) / std
+    offset = math.log(prior / (1 - prior))
+    wt, wn = prior / tar.size, (1 - prior) / non.size
+
+    def objective(x):
+        lt = x[0] * zt + x[1] + offset
+        ln = x[0] * zn + x[1] + offset
+        loss = (
+            wt * np.logaddexp(0.0, -lt).sum()
+            + wn * np.logaddexp(0.0, ln).sum()
+        )
+        gt = -wt * expit(-lt)
+        gn = wn * expit(ln)
+        grad = np.array([gt @ zt + gn @ zn, gt.sum() + gn.sum()])
+        return loss, grad
+
+    res = minimize(
+        objective,
+        np.zeros(2),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": int(maxiter)},
+    )
+    if not res.success:
+        logger.warning("Linear calibration: %s", res.message)
+    slope, bias = float(res.x[0]), float(res.x[1])
+    return slope / std, bias - slope * mean / std
+
+
+def linear_calibration(positive_scores, negative_scores, prior=0.5):
+    """Fitted ``llr = a * score + b`` with its Cllr and the minCllr.
+
+    Arguments
+    ---------
+    positive_scores, negative_scores : array
+        Scores of the target and the non-target trials.
+    prior : float
+        Effective prior of the fit (``fit_linear_calibration``).
+
+    Returns
+    -------
+    dict
+        ``a``, ``b``, ``prior``, ``Cllr`` (bits, of the calibrated LLRs on
+        the same trials: an optimistic figure) and ``minCllr`` (bits, PAV).
+
+    Example
+    -------
+    >>> c = linear_calibration([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    >>> sorted(c), c["minCllr"] <= c["Cllr"] < 1
+    (['Cllr', 'a', 'b', 'minCllr', 'prior'], True)
+    """
+    a, b = fit_linear_calibration(positive_scores, negative_scores, prior)
+    tar = _scores(positive_scores, "positive_scores")
+    non = _scores(negative_scores, "negative_scores")
+    return {
+        "a": a,
+        "b": b,
+        "prior": float(prior),
+        "Cllr": cllr(a * tar + b, a * non + b),
+        "minCllr": min_cllr(tar, non),
+    }
+
+
+def calibrated_llr(scores, a, b):
+    """``a * scores + b``: natural-log LLRs of calibrated scores.
+
+    The posterior of "same speaker" at a prior P is
+    ``sigmoid(llr + log(P / (1 - P)))``; the Bayes decision at P (equal
+    costs) accepts when ``llr > -log(P / (1 - P))``.
+
+    Example
+    -------
+    >>> calibrated_llr([0.2, 0.7], a=10.0, b=-4.0).tolist()
+    [-2.0, 3.0]
+    """
+    return float(a) * np.asarray(scores, dtype=np.float64) + float(b)
+
+
+# ------------------------------------------------ publishing the figures
+
+RATE_KEYS = ("threshold", "far", "frr")
+
+
+def far_key(far):
+    """The key of the operating point at false-accept rate ``far``.
+
+    Example
+    -------
+    >>> far_key(0.01), far_key(0.001)
+    ('far_1pct', 'far_0.1pct')
+    """
+    far = float(far)
+    if not 0.0 < far < 1.0:
+        raise ValueError(f"A false-accept rate must be in (0, 1), got {far}")
+    return f"far_{100 * far:g}pct"
+
+
+def p_far(key):
+    """The false-accept rate of an operating-point key (``far_key``'s
+    inverse).
+
+    Example
+    -------
+    >>> p_far("far_0.1pct")
+    0.001
+    """
+    try:
+        return float(key[len("far_") : -len("pct")]) / 100
+    except ValueError:
+        raise ValueError(
+            f"{key!r} is not an operating-point key: expected far_<x>pct, "
+            "e.g. far_1pct"
+        ) from None
+
+
+def far_label(key):
+    """``far_1pct`` -> ``FAR 1 %``; ``eer`` -> ``EER``.
+
+    Example
+    -------
+    >>> far_label("far_0.1pct"), far_label("eer")
+    ('FAR 0.1 %', 'EER')
+    """
+    if key == "eer":
+        return "EER"
+    return f"FAR {key[len('far_') : -len('pct')]} %"
+
+
+def check_thresholds(thresholds):
+    """Checks the ``thresholds`` of ``export_pretrained``; the operating
+    points in order (``eer`` first).
+
+    ``thresholds`` is ``speechbrain_kd.verification.operating_points``'s
+    dict (``eer``, ``far_1pct``, ... each ``{threshold, far, frr}``) plus
+    ``corpus``, ``target_trials`` and ``nontarget_trials`` (and optionally
+    ``trial_list``, ``scoring``), as
+    ``speechbrain_kd.verification.published_thresholds`` builds it.
+
+    Example
+    -------
+    >>> t = {"corpus": "x", "target_trials": 2, "nontarget_trials": 2,
+    ...      "eer": {"threshold": 0.5, "far": 0.5, "frr": 0.5}}
+    >>> check_thresholds(t)
+    ['eer']
+    >>> check_thresholds({"corpus": "x", "target_trials": 2})
+    Traceback (most recent call last):
+    ...
+    KeyError: "thresholds lacks ['nontarget_trials', 'eer'] (expected ...)"
+    """
+    if not isinstance(thresholds, dict):
+        raise TypeError(
+            f"thresholds must be a dict (operating_points + corpus and "
+            f"trial counts), got {type(thresholds).__name__}"
+        )
+    needed = ("corpus", "target_trials", "nontarget_trials", "eer")
+    missing = [k for k in needed if k not in thresholds]
+    if missing:
+        raise KeyError(
+            f"thresholds lacks {missing} (expected corpus, target_trials, "
+            "nontarget_trials and operating points eer, far_*pct)"
+        )
+    fars = [k for k in thresholds if k.startswith("far_")]
+    points = ["eer"] + sorted(fars, key=p_far, reverse=True)
+    for key in points:
+        value = thresholds[key]
+        if not _is_point(value):
+            raise ValueError(
+                f"thresholds[{key!r}]: expected a dict of finite numbers "
+                f"{list(RATE_KEYS)}, got {value!r}"
+            )
+    for key in ("target_trials", "nontarget_trials"):
+        if not isinstance(thresholds[key], int) or thresholds[key] < 1:
+            raise ValueError(
+                f"thresholds[{key!r}]: expected a positive int, got "
+                f"{thresholds[key]!r}"
+            )
+    return points
+
+
+def _is_point(value):
+    return isinstance(value, dict) and all(
+        isinstance(value.get(k), (int, float)) and math.isfinite(value[k])
+        for k in RATE_KEYS
+    )
+
+
+def check_calibration(calibration):
+    """Checks the ``calibration`` of ``export_pretrained`` (``a``, ``b``,
+    ``prior`` finite numbers, as ``linear_calibration`` returns).
+
+    Example
+    -------
+    >>> check_calibration({"a": 10.0, "b": -4.0, "prior": 0.5})
+    >>> check_calibration({"a": 10.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: calibration['b']: expected a finite number, got None
+    """
+    if not isinstance(calibration, dict):
+        raise TypeError(
+            "calibration must be a dict (a, b, prior, as linear_calibration "
+            f"returns), got {type(calibration).__name__}"
+        )
+    for key in ("a", "b", "prior"):
+        value = calibration.get(key)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(
+                f"calibration[{key!r}]: expected a finite number, got "
+                f"{value!r}"
+            )
+
+
+def thresholds_yaml(thresholds=None, calibration=None):
+    """The ``hyperparams.yaml`` lines of thresholds and calibration.
+
+    Top-level plain mappings ``verification_thresholds`` (``eer``,
+    ``far_1pct``, ... the thresholds; ``far`` / ``frr``: the rates at each;
+    ``corpus``, ``trials``, ``scoring``, ``accept``) and
+    ``score_calibration`` (``a``, ``b``, ``prior``, ``Cllr``, ``minCllr``,
+    ``llr``): ``from_hparams`` loads them as dicts, e.g.
+    ``model.hparams.verification_thresholds["eer"]``.
+
+    Example
+    -------
+    >>> t = {"corpus": "x", "target_trials": 2, "nontarget_trials": 3,
+    ...      "eer": {"threshold": 0.5, "far": 0.25, "frr": 0.5}}
+    >>> print(thresholds_yaml(t).split("verification_thresholds:")[1])
+    <BLANKLINE>
+      eer: 0.5
+      far:
+        eer: 0.25
+      frr:
+        eer: 0.5
+      trials:
+        target: 2
+        nontarget: 3
+      corpus: x
+      scoring: cosine
+      accept: score > threshold
+    <BLANKLINE>
+    """
+    import ruamel.yaml
+
+    text = ""
+    yaml = ruamel.yaml.YAML()
+    yaml.default_flow_style = False
+    if thresholds is not None:
+        points = check_thresholds(thresholds)
+        tree = {k: float(thresholds[k]["threshold"]) for k in points}
+        tree["far"] = {k: float(thresholds[k]["far"]) for k in points}
+        tree["frr"] = {k: float(thresholds[k]["frr"]) for k in points}
+        tree["trials"] = {
+            "target": int(thresholds["target_trials"]),
+            "nontarget": int(thresholds["nontarget_trials"]),
+        }
+        tree["corpus"] = str(thresholds["corpus"])
+        if thresholds.get("trial_list"):
+            tree["trial_list"] = str(thresholds["trial_list"])
+        tree["scoring"] = str(thresholds.get("scoring", "cosine"))
+        tree["accept"] = "score > threshold"
+        out = io.StringIO()
+        yaml.dump({"verification_thresholds": tree}, out)
+        text += (
+            "\n# Cosine-score thresholds measured on the trials named here "
+            "(accept: score >\n# threshold); far / frr: the rates there. "
+            "Recalibrate on in-domain trials.\n" + out.getvalue()
+        )
+    if calibration is not None:
+        check_calibration(calibration)
+        tree = {
+            k: float(calibration[k])
+            for k in ("a", "b", "prior", "Cllr", "minCllr")
+            if k in calibration
+        }
+        tree["llr"] = "a * score + b"
+        out = io.StringIO()
+        yaml.dump({"score_calibration": tree}, out)
+        text += (
+            "\n# Linear calibration of the cosine score to a natural-log "
+            "LLR (same speaker vs\n# not), fitted on the same trials; "
+            "Cllr / minCllr in bits.\n" + out.getvalue()
+        )
+    return text
+
+
+def thresholds_card(thresholds=None, calibration=None):
+    """Markdown lines of the model card on thresholds and calibration.
+
+    Example
+    -------
+    >>> t = {"corpus": "x", "target_trials": 2, "nontarget_trials": 3,
+    ...      "eer": {"threshold": 0.5, "far": 0.25, "frr": 0.5}}
+    >>> print("\\n".join(thresholds_card(t)[4:7]))
+    | operating point | threshold | false-accept rate (%) | false-reject rate (%) |
+    |---|---|---|---|
+    | EER | 0.500000 | 25.00 | 50.00 |
+    """  # noqa: E501
+    if thresholds is None and calibration is None:
+        return []
+    lines = ["## Same speaker or not", ""]
+    if thresholds is not None:
+        points = check_thresholds(thresholds)
+        n_tar = int(thresholds["target_trials"])
+        n_non = int(thresholds["nontarget_trials"])
+        source = f"`{thresholds['corpus']}`"
+        if thresholds.get("trial_list"):
+            source += f" (`{thresholds['trial_list']}`)"
+        scoring = thresholds.get("scoring", "cosine")
+        lines += [
+            f"{scoring.capitalize()}-score thresholds measured on the trials "
+            f"this model was scored on: {source}, {n_tar:,} target and "
+            f"{n_non:,} non-target trials. A pair is accepted as the same "
+            "speaker when its score is **greater than** the threshold "
+            "(`score > threshold`, as SpeechBrain's "
+            "`SpeakerRecognition.verify_batch`).",
+            "",
+            "| operating point | threshold | false-accept rate (%) | "
+            "false-reject rate (%) |",
+            "|---|---|---|---|",
+        ]
+        for key in points:
+            p = thresholds[key]
+            lines.append(
+                f"| {far_label(key)} | {p['threshold']:.6f} | "
+                f"{100 * p['far']:.2f} | {100 * p['frr']:.2f} |"
+            )
+        lines += [
+            "",
+            "The EER threshold is where the two rates are closest; the "
+            "FAR x % threshold is the smallest one whose false-accept rate "
+            "on these trials is at most x %.",
+        ]
+        rough = [far_label(k) for k in points[1:] if p_far(k) * n_non < 10]
+        if rough:
+            lines.append(
+                f"With {n_non:,} non-target trials, the {', '.join(rough)} "
+                "thresholds allow fewer than 10 false accepts: rough."
+            )
+        lines += [
+            "Exact values: `verification_thresholds` in `hyperparams.yaml`.",
+            "",
+            DRIFT_NOTE,
+            "",
+            "```python",
+            "from speechbrain.inference.speaker import SpeakerRecognition",
+            "model = SpeakerRecognition.from_hparams(source=THIS_FOLDER, "
+            "savedir='tmp')",
+            'threshold = model.hparams.verification_thresholds["eer"]',
+            "score, _ = model.verify_files('a.wav', 'b.wav')  # 16 kHz",
+            "same_speaker = bool(score > threshold)",
+            "```",
+            "",
+            "(`verify_files` decides at SpeechBrain's default threshold "
+            "0.25; `verify_batch(wavs1, wavs2, threshold=threshold)` takes "
+            "this one.)",
+            "",
+        ]
+    if calibration is not None:
+        check_calibration(calibration)
+        figures = ""
+        if "Cllr" in calibration and "minCllr" in calibration:
+            figures = (
+                f" Cllr {calibration['Cllr']:.3f} bits (minCllr "
+                f"{calibration['minCllr']:.3f} bits, the best monotonic "
+                "map, PAV), on the trials it was fitted on."
+            )
+        lines += [
+            "Calibrated score (optional): `llr = a * score + b` with "
+            f"a = {calibration['a']:.6g}, b = {calibration['b']:.6g}, a "
+            "natural-log likelihood ratio of same vs different speaker, "
+            "fitted by prior-weighted logistic regression (effective prior "
+            f"{calibration['prior']:g})." + figures + " For a prior P of "
+            "same speaker, accept when `llr > -log(P / (1 - P))`. In "
+            "`hyperparams.yaml`: `score_calibration`.",
+            "",
+        ]
+    return lines
+
