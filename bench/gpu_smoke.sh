@@ -42,19 +42,13 @@ python - "$work" <<'PY'
 import json, math, sys
 from pathlib import Path
 
+from speechbrain_kd.train_log import read_train_log
+
 work = Path(sys.argv[1])
 
 
 def last_log(path):
-    line = (path / "train_log.txt").read_text().splitlines()[-1]
-    values = {}
-    for part in line.replace(" - ", ", ").split(", "):
-        key, _, value = part.partition(": ")
-        try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            pass
-    return values
+    return read_train_log(path / "train_log.txt")[-1]
 
 
 print("\n| precision | KD step (s) | plain step (s) | ratio | final train "

@@ -82,7 +82,7 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
     from speechbrain.inference.speaker import EncoderClassifier
 
     from speechbrain_kd.bootstrap import eer_of, interval, min_dcf_of
-    from speechbrain_kd.data import load_audio, read_csv
+    from speechbrain_kd.data import load_audio, read_csv, resolve_path
     from speechbrain_kd.onnx_export import (
         calibration_signals,
         export_onnx,
@@ -111,9 +111,7 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
     sess = sessions({"onnx_float": info["path"], "onnx_int8": int8})
     embeddings = {"pytorch": {}, "onnx_float": {}, "onnx_int8": {}}
     for row in rows:
-        path = row["wav"]
-        if not os.path.isabs(path):
-            path = os.path.join(args.data_folder, path)
+        path = resolve_path(args.data_folder, row["wav"])
         wav = load_audio(path, int(row["start"]), int(row["stop"]))
         with torch.inference_mode():
             emb = model.encode_batch(wav[None]).reshape(-1).numpy()

@@ -22,6 +22,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from speechbrain_kd.train_log import read_train_log
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "recipes" / "MiniSpeakers" / "results" / "mini" / "tab4"
 COPIES = ROOT / "bench" / "runs"
@@ -31,17 +33,6 @@ ROWS = [
     ("trkd_cache", "TRKD at T = 4, teacher cache (8 views, float16)"),
 ]
 FILES = ("verification.json", "train_log.txt", "wall_seconds.txt")
-
-
-def parse_log(line):
-    values = {}
-    for part in line.replace(" - ", ", ").split(", "):
-        key, _, value = part.partition(": ")
-        try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            pass
-    return values
 
 
 def runs_of(name, results):
@@ -72,7 +63,7 @@ def fmt(values, digits=2):
 def row_figures(folder):
     result = json.loads((folder / "verification.json").read_text())
     student = result["student"]
-    last = parse_log((folder / "train_log.txt").read_text().splitlines()[-1])
+    last = read_train_log(folder / "train_log.txt")[-1]
     wall = folder / "wall_seconds.txt"
     return {
         "eer": student["EER"],

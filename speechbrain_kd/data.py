@@ -101,6 +101,34 @@ def default_mode(folder=False):
     return (0o777 if folder else 0o666) & ~current_umask()
 
 
+def resolve_path(data_folder, wav):
+    """The audio path of a manifest's ``wav``: absolute, or under
+    ``data_folder``.
+
+    Example
+    -------
+    >>> resolve_path("/data", "a/b.wav"), resolve_path("/data", "/x.wav")
+    ('/data/a/b.wav', '/x.wav')
+    """
+    return wav if os.path.isabs(wav) else os.path.join(data_folder, wav)
+
+
+def audio_options(hparams):
+    """The ``load_audio`` options of a recipe YAML: ``sample_rate``,
+    ``resample`` (default False) and ``downmix`` (default True).
+
+    Example
+    -------
+    >>> audio_options({"sample_rate": 16000})
+    {'sample_rate': 16000, 'resample': False, 'downmix': True}
+    """
+    return dict(
+        sample_rate=hparams["sample_rate"],
+        resample=bool(hparams.get("resample", False)),
+        downmix=bool(hparams.get("downmix", True)),
+    )
+
+
 def atomic_write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file and a rename.
 
@@ -656,8 +684,7 @@ def check_audio(
     infos, problems = {}, []
     for n, row in enumerate(rows, start=2):
         path = row["wav"].replace("$data_root", data_folder)  # as from_csv
-        if not os.path.isabs(path):
-            path = os.path.join(data_folder, path)
+        path = resolve_path(data_folder, path)
         if path not in infos:
             try:
                 infos[path] = audio_info(path)
@@ -903,11 +930,7 @@ def dataio_prep(hparams, label_encoder):
     sample_rate = hparams["sample_rate"]
     crop = int(hparams["sentence_len"] * sample_rate)
     seed = hparams.get("seed", 0)
-    audio_opts = dict(
-        sample_rate=sample_rate,
-        resample=bool(hparams.get("resample", False)),
-        downmix=bool(hparams.get("downmix", True)),
-    )
+    audio_opts = audio_options(hparams)
     min_len = hparams.get("min_sentence_len")
     if min_len is None:
         min_len = hparams["sentence_len"] / 2
@@ -938,7 +961,7 @@ def dataio_prep(hparams, label_encoder):
         check_trials(hparams["verification_file"], hparams["test_csv"])
 
     def resolve(wav):
-        return wav if os.path.isabs(wav) else os.path.join(data_folder, wav)
+        return resolve_path(data_folder, wav)
 
     train_set = datasets["train"]
 

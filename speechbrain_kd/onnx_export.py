@@ -481,17 +481,19 @@ def calibration_signals(rows, data_folder, num=200, seconds=3.0, seed=0):
     """
     import numpy
 
-    from speechbrain_kd.data import crop_generator, load_random_crop
+    from speechbrain_kd.data import (
+        crop_generator,
+        load_random_crop,
+        resolve_path,
+    )
 
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randperm(len(rows), generator=generator)[:num].tolist()
     out = []
     for i in picks:
         row = rows[i]
-        wav = row["wav"]
-        path = wav if os.path.isabs(wav) else os.path.join(data_folder, wav)
         sig = load_random_crop(
-            path,
+            resolve_path(data_folder, row["wav"]),
             int(row["start"]),
             int(row["stop"]),
             int(seconds * 16000),

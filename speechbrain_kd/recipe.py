@@ -32,10 +32,12 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain_kd.brain import KDBrain
 from speechbrain_kd.data import (
     atomic_write_text,
+    audio_options,
     dataio_prep,
     load_audio,
     read_csv,
     read_trials,
+    resolve_path,
     write_csv,
 )
 from speechbrain_kd.export import check_export, export_pretrained
@@ -380,7 +382,7 @@ def fit(brain, datasets, hparams):
 def manifest_dataset(rows, hparams):
     """Whole-row audio (``id``, ``sig``, ``spk_id``) of manifest rows."""
     data_folder = hparams["data_folder"]
-    sample_rate = hparams["sample_rate"]
+    audio_opts = audio_options(hparams)
     data = {
         row["ID"]: {
             "wav": row["wav"],
@@ -397,9 +399,12 @@ def manifest_dataset(rows, hparams):
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def audio(wav, start, stop):
-        if not os.path.isabs(wav):
-            wav = os.path.join(data_folder, wav)
-        return load_audio(wav, int(start), int(stop), sample_rate)
+        return load_audio(
+            resolve_path(data_folder, wav),
+            int(start),
+            int(stop),
+            **audio_opts,
+        )
 
     sb.dataio.dataset.add_dynamic_item([dataset], audio)
     dataset.set_output_keys(["id", "sig", "spk_id"])

@@ -525,7 +525,12 @@ def prepare_teacher_cache(hparams, teacher, label_encoder):
     """
     import speechbrain as sb
 
-    from speechbrain_kd.data import load_random_crop, read_csv
+    from speechbrain_kd.data import (
+        audio_options,
+        load_random_crop,
+        read_csv,
+        resolve_path,
+    )
     from speechbrain_kd.views import view_generator
 
     spec = cache_settings(hparams)
@@ -540,11 +545,7 @@ def prepare_teacher_cache(hparams, teacher, label_encoder):
     sample_rate = hparams["sample_rate"]
     crop = int(hparams["sentence_len"] * sample_rate)
     seed = hparams.get("seed", 0)
-    audio_opts = dict(
-        sample_rate=sample_rate,
-        resample=bool(hparams.get("resample", False)),
-        downmix=bool(hparams.get("downmix", True)),
-    )
+    audio_opts = audio_options(hparams)
     data_folder = hparams["data_folder"]
     source = os.path.join(hparams["save_folder"], "teacher")
     if os.path.isdir(str(hparams["teacher_source"])):
@@ -572,10 +573,8 @@ def prepare_teacher_cache(hparams, teacher, label_encoder):
 
     def load_view(row, view):
         entry = rows[row]
-        wav = entry["wav"]
-        path = wav if os.path.isabs(wav) else os.path.join(data_folder, wav)
         return load_random_crop(
-            path,
+            resolve_path(data_folder, entry["wav"]),
             int(entry["start"]),
             int(entry["stop"]),
             crop,

@@ -34,21 +34,11 @@ from test_reliability import (
     run_kd,
 )
 
+from speechbrain_kd.train_log import parse_line
+
 # Fixtures shared with test_reliability.py
 prep, teacher_dir = rel.prep, rel.teacher_dir
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def parse_log(line):
-    """``{"train loss": 1.2, ...}`` of a train_log.txt line."""
-    values = {}
-    for part in line.replace(" - ", ", ").split(", "):
-        key, _, value = part.partition(": ")
-        try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            pass
-    return values
 
 
 @pytest.fixture
@@ -126,7 +116,7 @@ def kept_checkpoints(lines):
     ``save_and_keep_only(min_keys=["ErrorRate"])`` (num_to_keep 1): the
     most recent and the lowest validation error (the most recent of
     equal ones); intra-epoch checkpoints are deleted."""
-    errors = [parse_log(line)["valid ErrorRate"] for line in lines]
+    errors = [parse_line(line)["valid ErrorRate"] for line in lines]
     best = max(
         range(len(errors)), key=lambda i: (-errors[i], i)
     )  # lowest error, then latest
@@ -165,7 +155,7 @@ def test_torchrun_trains_and_writes_once(
     ]
     assert not list((out / "save").glob("CKPT*/*.pending"))
     for line, ref_line in zip(lines, ref_lines):
-        got, want = parse_log(line), parse_log(ref_line)
+        got, want = parse_line(line), parse_line(ref_line)
         assert got.keys() == want.keys()
         for key in ("epoch", "lr", "tau"):
             assert got[key] == want[key]  # same schedule
@@ -194,7 +184,7 @@ def test_torchrun_kill_9_then_resume(
     lines, ref_lines = log_lines(out), log_lines(ddp_reference)
     assert len(lines) == len(ref_lines) == 2
     for line, ref_line in zip(lines, ref_lines):
-        got, want = parse_log(line), parse_log(ref_line)
+        got, want = parse_line(line), parse_line(ref_line)
         assert got.keys() == want.keys()
         for key in want:  # printed with 3-4 digits; sums in another order
             assert got[key] == pytest.approx(want[key], rel=2e-3), key

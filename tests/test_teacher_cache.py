@@ -30,6 +30,7 @@ from speechbrain_kd.teacher_cache import (
     split_top,
     tail_bound,
 )
+from speechbrain_kd.train_log import parse_line
 from speechbrain_kd.views import epoch_view, view_generator
 
 prep, teacher_dir = rel.prep, rel.teacher_dir
@@ -256,17 +257,6 @@ def test_cached_outputs_equal_live_teacher(
         )
 
 
-def parse(line):
-    values = {}
-    for part in line.replace(" - ", ", ").split(", "):
-        key, _, value = part.partition(": ")
-        try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            pass
-    return values
-
-
 def test_cached_run_matches_live_run(tiny_data, prep, teacher_dir, tmp_path):
     """A tiny cached TRKD run and a tiny live TRKD run on the same stored
     views log the same training losses epoch by epoch, within 2 % with
@@ -299,7 +289,7 @@ def test_cached_run_matches_live_run(tiny_data, prep, teacher_dir, tmp_path):
         assert "teacher cache" in (cached / "log.txt").read_text().lower()
         assert len(log_lines(live)) == len(log_lines(cached)) == 2
         for a, b in zip(log_lines(live), log_lines(cached)):
-            got, want = parse(b), parse(a)
+            got, want = parse_line(b), parse_line(a)
             assert got.keys() == want.keys()
             for key in losses:
                 assert got[key] == pytest.approx(want[key], rel=rtol), key

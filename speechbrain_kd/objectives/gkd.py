@@ -15,7 +15,11 @@ import torch
 
 from speechbrain_kd.objectives.dkd import masked_kl, mass_kl
 from speechbrain_kd.objectives.kd import check_logits
-from speechbrain_kd.objectives.partition import PartitionStats, top_mass_set
+from speechbrain_kd.objectives.partition import (
+    PartitionStats,
+    PartitionTerm,
+    top_mass_set,
+)
 
 
 def primary_mask(teacher_logits, threshold, T=1.0):
@@ -148,7 +152,7 @@ def _gkd_terms(
     return loss, primary, teacher_masses
 
 
-class GKDLoss:
+class GKDLoss(PartitionTerm):
     """``gkd_loss`` as a distillation term that logs its groups per epoch.
 
     Same arguments as ``gkd_loss`` (but the tensors). ``epoch_stats``
@@ -169,24 +173,17 @@ class GKDLoss:
     def __init__(
         self, threshold=0.9, lambda_binary=1.0, lambda_primary=8.0, T=4.0
     ):
-        for name, value in (
-            ("lambda_binary", lambda_binary),
-            ("lambda_primary", lambda_primary),
-        ):
-            if not 0 <= float(value) < float("inf"):
-                raise ValueError(
-                    f"GKDLoss {name} must be a finite number >= 0, got "
-                    f"{value!r}"
-                )
-        if not 0 < float(T) < float("inf"):
-            raise ValueError(f"GKDLoss T must be a finite number > 0, got {T}")
+        super().__init__(
+            PartitionStats(["primary", "secondary"], "P"),
+            dict(lambda_binary=lambda_binary, lambda_primary=lambda_primary),
+            dict(T=T),
+        )
         if not 0 < float(threshold) <= 1:
             raise ValueError(
                 f"GKDLoss threshold must be in (0, 1], got {threshold}"
             )
         self.threshold, self.T = threshold, T
         self.lambda_binary, self.lambda_primary = lambda_binary, lambda_primary
-        self.stats = PartitionStats(["primary", "secondary"], "P")
 
     def __call__(self, student_logits, teacher_logits, targets=None):
         loss, primary, masses = _gkd_terms(
@@ -200,15 +197,3 @@ class GKDLoss:
         )
         self.stats.update(primary, masses)
         return loss
-
-    def epoch_stats(self):
-        """|P| and teacher masses since the last call (see the class)."""
-        return self.stats.summary()
-
-    def stats_state(self):
-        """The epoch's statistics so far (for intra-epoch checkpoints)."""
-        return self.stats.state()
-
-    def load_stats_state(self, state):
-        """Continues the epoch's statistics from ``stats_state``."""
-        self.stats.load_state(state)

@@ -188,3 +188,46 @@ class PartitionStats:
         for name, mass in zip(self.names, masses.tolist()):
             out[f"mass_{name}"] = round(mass / count, 6)
         return out
+
+
+class PartitionTerm:
+    """Base of the distillation terms that log a teacher partition
+    (``trkd.TRKDLoss``, ``gkd.GKDLoss``): checks the weights and
+    temperatures, and gives the Brain the epoch statistics and their
+    checkpoint state (``speechbrain_kd.checkpointing.TermStatistics``).
+
+    Arguments
+    ---------
+    stats : PartitionStats
+        Where the subclass's ``__call__`` records each batch.
+    weights : dict
+        ``{name: value}`` that must be finite and >= 0.
+    temperatures : dict
+        ``{name: value}`` that must be finite and > 0 (or None).
+    """
+
+    def __init__(self, stats, weights, temperatures):
+        name = type(self).__name__
+        for key, value in weights.items():
+            if not 0 <= float(value) < float("inf"):
+                raise ValueError(
+                    f"{name} {key} must be a finite number >= 0, got {value!r}"
+                )
+        for key, value in temperatures.items():
+            if value is not None and not 0 < float(value) < float("inf"):
+                raise ValueError(
+                    f"{name} {key} must be a finite number > 0, got {value!r}"
+                )
+        self.stats = stats
+
+    def epoch_stats(self):
+        """The set sizes and teacher masses since the last call."""
+        return self.stats.summary()
+
+    def stats_state(self):
+        """The epoch's statistics so far (for intra-epoch checkpoints)."""
+        return self.stats.state()
+
+    def load_stats_state(self, state):
+        """Continues the epoch's statistics from ``stats_state``."""
+        self.stats.load_state(state)

@@ -20,7 +20,11 @@ import torch
 
 from speechbrain_kd.objectives.dkd import masked_kl, mass_kl, target_mask
 from speechbrain_kd.objectives.kd import check_logits
-from speechbrain_kd.objectives.partition import PartitionStats, top_mass_set
+from speechbrain_kd.objectives.partition import (
+    PartitionStats,
+    PartitionTerm,
+    top_mass_set,
+)
 
 
 def confusion_mask(teacher_logits, targets, tau, T=1.0):
@@ -175,7 +179,7 @@ def trkd_loss(
     )[0]
 
 
-class TRKDLoss:
+class TRKDLoss(PartitionTerm):
     """``trkd_loss`` as a distillation term that logs its triage per epoch.
 
     Same arguments as ``trkd_loss`` (but the tensors and ``tau``, which
@@ -198,24 +202,13 @@ class TRKDLoss:
     def __init__(
         self, lambda_mass=1.0, lambda_conf=8.0, T=4.0, partition_T=None
     ):
-        for name, value in (
-            ("lambda_mass", lambda_mass),
-            ("lambda_conf", lambda_conf),
-        ):
-            if not 0 <= float(value) < float("inf"):
-                raise ValueError(
-                    f"TRKDLoss {name} must be a finite number >= 0, got "
-                    f"{value!r}"
-                )
-        for name, value in (("T", T), ("partition_T", partition_T)):
-            if value is not None and not 0 < float(value) < float("inf"):
-                raise ValueError(
-                    f"TRKDLoss {name} must be a finite number > 0, got "
-                    f"{value!r}"
-                )
+        super().__init__(
+            PartitionStats(["target", "confusion", "background"], "F"),
+            dict(lambda_mass=lambda_mass, lambda_conf=lambda_conf),
+            dict(T=T, partition_T=partition_T),
+        )
         self.lambda_mass, self.lambda_conf = lambda_mass, lambda_conf
         self.T, self.partition_T = T, partition_T
-        self.stats = PartitionStats(["target", "confusion", "background"], "F")
 
     def __call__(self, student_logits, teacher_logits, targets, tau):
         loss, conf, masses = _trkd_terms(
@@ -230,15 +223,3 @@ class TRKDLoss:
         )
         self.stats.update(conf, masses)
         return loss
-
-    def epoch_stats(self):
-        """|F| and teacher masses since the last call (see the class)."""
-        return self.stats.summary()
-
-    def stats_state(self):
-        """The epoch's statistics so far (for intra-epoch checkpoints)."""
-        return self.stats.state()
-
-    def load_stats_state(self, state):
-        """Continues the epoch's statistics from ``stats_state``."""
-        self.stats.load_state(state)
