@@ -511,3 +511,6 @@ def test_dynamic_student_end_to_end(tiny_data, tmp_path):
     assert "DynamicECAPA" not in text
     emb = pruned.encode_batch(torch.randn(2, 16000))
     assert emb.shape == (2, 1, 32)
+    # the pruned folder records its own decision thresholds
+    thresholds = pruned.hparams.verification_thresholds
+    assert thresholds["trial_list"] and "eer" in thresholds

@@ -35,8 +35,11 @@ from speechbrain_kd.export import (
     export_pretrained,
 )
 from speechbrain_kd.objectives.complexity import count_macs
-from speechbrain_kd.recipe import verify
-from speechbrain_kd.verification import extract_embeddings
+from speechbrain_kd.recipe import trial_lists, verify
+from speechbrain_kd.verification import (
+    extract_embeddings,
+    published_thresholds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +171,9 @@ if __name__ == "__main__":
         datasets["valid"], **hparams["valid_dataloader_opts"]
     )
     valid_emb = extract_embeddings(encode, valid_loader)
+    thresholds, calibration = published_thresholds(
+        result, trial_lists(hparams)[result["trial_list"]]
+    )
     export_pretrained(
         dest,
         hparams_file,
@@ -185,6 +191,8 @@ if __name__ == "__main__":
             "minDCF": f"{result['minDCF']:.4f}",
         },
         definitions={"embedding_model": dynamic.plain_definition()},
+        thresholds=thresholds,
+        calibration=calibration,
     )
     reload_diff = check_export(
         dest,
