@@ -365,7 +365,10 @@ def fit(brain, datasets, hparams):
 
         brain.use_teacher_cache(
             prepare_teacher_cache(
-                hparams, brain.teacher, brain.teacher.label_encoder
+                hparams,
+                brain.teacher,
+                brain.teacher.label_encoder,
+                progressbar=not brain.noprogressbar,
             )
         )
     brain.fit(

@@ -363,7 +363,15 @@ def check_meta(folder, meta):
     )
 
 
-def build_cache(folder, meta, teacher, segments, load_view, batch_size=32):
+def build_cache(
+    folder,
+    meta,
+    teacher,
+    segments,
+    load_view,
+    batch_size=32,
+    progressbar=True,
+):
     """Runs ``teacher`` on every pending view and stores its outputs.
 
     Arguments
@@ -381,6 +389,9 @@ def build_cache(folder, meta, teacher, segments, load_view, batch_size=32):
         ``load_view(segment_row, view)`` -> ``[samples]`` waveform.
     batch_size : int
         Views per teacher forward pass.
+    progressbar : bool
+        Show a tqdm bar (views/s, time left); otherwise the log has the
+        start and the end.
     """
     writer = CacheWriter(folder, meta)
     todo = writer.pending()
@@ -393,7 +404,12 @@ def build_cache(folder, meta, teacher, segments, load_view, batch_size=32):
         total,
     )
     device = next(iter(teacher.parameters())).device
-    bar = tqdm(total=len(todo), unit="view", desc="teacher cache")
+    bar = tqdm(
+        total=len(todo),
+        unit="view",
+        desc="teacher cache",
+        disable=not progressbar,
+    )
     for first in range(0, len(todo), batch_size):
         chunk = todo[first : first + batch_size]
         wavs = [load_view(row, view) for row, view in chunk]
@@ -504,7 +520,7 @@ def cache_settings(hparams):
     return spec
 
 
-def prepare_teacher_cache(hparams, teacher, label_encoder):
+def prepare_teacher_cache(hparams, teacher, label_encoder, progressbar=True):
     """Opens the run's teacher cache, building it first if needed.
 
     The main process builds (or resumes) it; every process then opens it.
@@ -518,6 +534,8 @@ def prepare_teacher_cache(hparams, teacher, label_encoder):
         The teacher (run only while building).
     label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
         The classes (the teacher's).
+    progressbar : bool
+        Show the build's progress bar.
 
     Returns
     -------
@@ -606,6 +624,7 @@ def prepare_teacher_cache(hparams, teacher, label_encoder):
                 segments,
                 load_view,
                 batch_size=spec["batch_size"],
+                progressbar=progressbar,
             )
     sb.utils.distributed.ddp_barrier()
     cache = TeacherCache(folder)

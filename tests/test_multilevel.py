@@ -293,8 +293,9 @@ def test_embedding_epoch_stats_exact_without_host_sync():
     agg = LDEAggregator([5, 7], num_components=4, reduce_size=6, num_classes=3)
     loss = EmbeddingDistillation(8, [{"layers": ["a", "b"], "pooling": agg}])
     check = agg.auxiliary_loss
-    agg.auxiliary_loss = lambda pooled, targets: agg.aux_weight * (
-        torch.nn.functional.cross_entropy(agg.classifier(pooled), targets)
+    agg.auxiliary_loss = lambda pooled, targets: (
+        agg.aux_weight
+        * (torch.nn.functional.cross_entropy(agg.classifier(pooled), targets))
     )
     lengths = torch.tensor([1.0, 0.8, 0.5, 0.3])
     targets = torch.tensor([0, 1, 2, 1])
@@ -595,3 +596,50 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     assert got["narrowBN"].shape == (3, 101, 32)
     assert got["wideBN"].shape == (3, 101, 48)
     torch.testing.assert_close(got["seg"][:, 0], ref["embedding"])
+
+
+def test_embedding_stats_survive_an_intra_epoch_checkpoint(tmp_path):
+    """The epoch statistics of an embedding term continue across an
+    intra-epoch checkpoint (TermStatistics), as TRKD's do."""
+    from speechbrain_kd.brain import DistillTerm
+    from speechbrain_kd.checkpointing import TermStatistics
+
+    lengths = torch.tensor([1.0, 0.8, 0.5, 0.3])
+    targets = torch.tensor([0, 1, 2, 1])
+
+    def term():
+        torch.manual_seed(0)
+        agg = LDEAggregator(
+            [5, 7], num_components=4, reduce_size=6, num_classes=3
+        )
+        return EmbeddingDistillation(
+            8, [{"layers": ["a", "b"], "pooling": agg}]
+        )
+
+    g = torch.Generator().manual_seed(1)
+    batches = [
+        (
+            torch.randn(4, 8, generator=g),
+            {
+                "teacher_a": torch.randn(4, 10, 5, generator=g),
+                "teacher_b": torch.randn(4, 10, 7, generator=g),
+            },
+        )
+        for _ in range(5)
+    ]
+    whole = term()
+    for s, taps in batches:
+        whole(s, lengths, targets, **taps)
+    resumed = term()
+    for s, taps in batches[:3]:
+        resumed(s, lengths, targets, **taps)
+    path = tmp_path / "stats.ckpt"
+    TermStatistics([DistillTerm("emb", resumed)])._save(path)
+    fresh = term()
+    TermStatistics([DistillTerm("emb", fresh)])._recover(path, False)
+    for s, taps in batches[3:]:
+        fresh(s, lengths, targets, **taps)
+    want, got = whole.epoch_stats(), fresh.epoch_stats()
+    assert got.keys() == want.keys() == {"cos", "aux"}
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-12)

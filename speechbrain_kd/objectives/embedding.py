@@ -26,6 +26,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from speechbrain_kd.objectives.epoch_sums import EpochSums
+
 
 def frame_mask(lengths, num_frames):
     """Boolean mask of the valid frames of a padded batch.
@@ -265,7 +267,7 @@ def _channels_last(x, channels_first):
     return x.transpose(1, 2) if channels_first else x
 
 
-class EmbeddingDistillation(torch.nn.Module):
+class EmbeddingDistillation(EpochSums, torch.nn.Module):
     """Cosine distance between the student embedding and a teacher target.
 
     The target is one teacher embedding or the concatenation of several

@@ -33,6 +33,7 @@ from speechbrain_kd.objectives.embedding import (
     _projection,
     frame_mask,
 )
+from speechbrain_kd.objectives.epoch_sums import EpochSums
 
 ALIGN_MODES = ("interpolate", "none")
 
@@ -206,7 +207,7 @@ def _parse_pairs(pairs):
     return parsed
 
 
-class HiddenStateDistillation(torch.nn.Module):
+class HiddenStateDistillation(EpochSums, torch.nn.Module):
     """Layer-to-layer hidden-state distillation with projection heads.
 
     For each pair (a tapped student layer, a tapped teacher layer), the
