@@ -37,6 +37,43 @@ def run_recipe(script, yaml, *args, check=True):
     return proc
 
 
+def publish_tiny_ecapa(dest, init_seed=None, **export_kwargs):
+    """A random tiny ECAPA-TDNN (teacher_ecapa.yaml, C=16, 8-d, 3 classes)
+    published with ``export_pretrained`` at ``dest``; ``init_seed``: its
+    weights drawn N(0, 0.2) from that seed (default: the modules' own
+    initialisation); ``export_kwargs`` go to ``export_pretrained``."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    from speechbrain_kd.export import export_pretrained
+
+    overrides = {
+        "data_folder": "unused",
+        "output_folder": str(dest.parent / "run"),
+        "out_n_neurons": 3,
+        "channels": 16,
+        "emb_dim": 8,
+    }
+    yaml_file = str(RECIPE / "hparams" / "teacher_ecapa.yaml")
+    with open(yaml_file) as f:
+        hp = load_hyperpyyaml(f, overrides)
+    if init_seed is not None:
+        torch.manual_seed(init_seed)
+        for module in hp["modules"].values():
+            for p in module.parameters():
+                torch.nn.init.normal_(p, std=0.2)
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(list("abc"))
+    return export_pretrained(
+        str(dest),
+        yaml_file,
+        overrides,
+        hp["modules"],
+        encoder,
+        **export_kwargs,
+    )
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One thread per process for tiny models: on a loaded machine (shared

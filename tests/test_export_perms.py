@@ -7,7 +7,7 @@ import stat
 import numpy
 import pytest
 import torch
-from conftest import RECIPE
+from conftest import publish_tiny_ecapa
 
 from speechbrain_kd.data import atomic_write_text, write_csv
 
@@ -32,31 +32,8 @@ def mode(path):
 
 def publish_tiny(dest):
     """A random tiny ECAPA-TDNN published with export_pretrained."""
-    from hyperpyyaml import load_hyperpyyaml
-    from speechbrain.dataio.encoder import CategoricalEncoder
-
-    from speechbrain_kd.export import export_pretrained
-
-    overrides = {
-        "data_folder": "unused",
-        "output_folder": str(dest.parent / "run"),
-        "out_n_neurons": 3,
-        "channels": 16,
-        "emb_dim": 8,
-    }
-    yaml_file = str(RECIPE / "hparams" / "teacher_ecapa.yaml")
-    with open(yaml_file) as f:
-        hp = load_hyperpyyaml(f, overrides)
-    encoder = CategoricalEncoder()
-    encoder.update_from_iterable(list("abc"))
-    export_pretrained(
-        str(dest),
-        yaml_file,
-        overrides,
-        hp["modules"],
-        encoder,
-        embeddings=torch.randn(6, 8),
-        card={"title": "perms test"},
+    publish_tiny_ecapa(
+        dest, embeddings=torch.randn(6, 8), card={"title": "perms test"}
     )
     return dest
 

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import RECIPE
+from conftest import publish_tiny_ecapa
 
 from speechbrain_kd.calibration import (
     calibrated_llr,
@@ -237,35 +237,8 @@ def test_published_thresholds_from_a_verify_result():
 
 def publish_random(dest, **kwargs):
     """A random tiny ECAPA-TDNN published with export_pretrained."""
-    from hyperpyyaml import load_hyperpyyaml
-    from speechbrain.dataio.encoder import CategoricalEncoder
-
-    from speechbrain_kd.export import export_pretrained
-
-    overrides = {
-        "data_folder": "unused",
-        "output_folder": str(dest.parent / "run"),
-        "out_n_neurons": 3,
-        "channels": 16,
-        "emb_dim": 8,
-    }
-    yaml_file = str(RECIPE / "hparams" / "teacher_ecapa.yaml")
-    with open(yaml_file) as f:
-        hp = load_hyperpyyaml(f, overrides)
-    torch.manual_seed(0)
-    for module in hp["modules"].values():
-        for p in module.parameters():
-            torch.nn.init.normal_(p, std=0.2)
-    encoder = CategoricalEncoder()
-    encoder.update_from_iterable(list("abc"))
-    return export_pretrained(
-        str(dest),
-        yaml_file,
-        overrides,
-        hp["modules"],
-        encoder,
-        card={"title": "thresholds test"},
-        **kwargs,
+    return publish_tiny_ecapa(
+        dest, init_seed=0, card={"title": "thresholds test"}, **kwargs
     )
 
 
@@ -276,9 +249,7 @@ def published(tmp_path_factory):
     pos, neg = gaussian_scores(n_tar=300, n_non=3000, seed=5)
     pos, neg = 0.4 + 0.15 * pos, 0.4 + 0.15 * neg
     pos, neg = pos.astype(np.float32), neg.astype(np.float32)
-    t, c = published_thresholds(
-        trial_result(pos, neg), "/data/veri_test2.txt"
-    )
+    t, c = published_thresholds(trial_result(pos, neg), "/data/veri_test2.txt")
     folder = tmp_path_factory.mktemp("published") / "pretrained"
     publish_random(folder, thresholds=t, calibration=c)
     return folder, t, c, pos, neg
