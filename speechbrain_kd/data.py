@@ -980,10 +980,14 @@ def dataio_prep(hparams, label_encoder):
     @sb.utils.data_pipeline.provides("sig")
     def train_audio(utt_id, wav, start, stop):
         if views:
-            from speechbrain_kd.views import epoch_view, view_generator
+            from speechbrain_kd.views import (
+                epoch_view,
+                view_generator,
+                views_seed,
+            )
 
             view = epoch_view(seed, train_set.epoch, utt_id, views)
-            generator = view_generator(seed, view, utt_id)
+            generator = view_generator(views_seed(hparams), view, utt_id)
         else:
             generator = crop_generator(seed, train_set.epoch, utt_id)
         return load_random_crop(

@@ -549,7 +549,7 @@ def prepare_teacher_cache(hparams, teacher, label_encoder, progressbar=True):
         read_csv,
         resolve_path,
     )
-    from speechbrain_kd.views import view_generator
+    from speechbrain_kd.views import view_generator, views_seed
 
     spec = cache_settings(hparams)
     rows = read_csv(hparams["train_csv"])
@@ -562,7 +562,7 @@ def prepare_teacher_cache(hparams, teacher, label_encoder, progressbar=True):
         topk = None
     sample_rate = hparams["sample_rate"]
     crop = int(hparams["sentence_len"] * sample_rate)
-    seed = hparams.get("seed", 0)
+    seed = views_seed(hparams)
     audio_opts = audio_options(hparams)
     data_folder = hparams["data_folder"]
     source = os.path.join(hparams["save_folder"], "teacher")
@@ -573,7 +573,7 @@ def prepare_teacher_cache(hparams, teacher, label_encoder, progressbar=True):
             "teacher": teacher_digest(source),
             "teacher_logit_scale": teacher.logit_scale,
             "manifest": file_digest([hparams["train_csv"]]),
-            "seed": seed,
+            "views_seed": seed,
             "views": views,
             "crop_samples": crop,
             "sample_rate": sample_rate,

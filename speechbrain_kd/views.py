@@ -20,6 +20,20 @@ import torch
 from speechbrain_kd.data import crop_generator
 
 
+def views_seed(hparams):
+    """The seed the views are cropped with: ``views_seed``, else ``seed``.
+
+    Example
+    -------
+    >>> views_seed({"seed": 1987, "views_seed": None}), views_seed(
+    ...     {"seed": 1987, "views_seed": 1986})
+    (1987, 1986)
+    """
+    if hparams.get("views_seed") is not None:
+        return int(hparams["views_seed"])
+    return int(hparams.get("seed", 0))
+
+
 def view_generator(seed, view, key):
     """The ``torch.Generator`` of view ``view`` of segment ``key``.
 

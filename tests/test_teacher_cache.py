@@ -18,6 +18,7 @@ import torch
 from test_objectives import realistic_teacher_logits
 from test_reliability import build, log_lines, run_kd
 
+from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.objectives.gkd import gkd_loss
 from speechbrain_kd.objectives.kd import kd_loss
 from speechbrain_kd.objectives.trkd import confusion_mask, trkd_loss
@@ -251,10 +252,24 @@ def test_cached_outputs_equal_live_teacher(
         torch.rand(1, generator=view_generator(1986, 1, "a")),
     )
     # another seed: other views, so the cache is refused
-    with pytest.raises(ValueError, match=r"key\.seed"):
+    with pytest.raises(ValueError, match=r"key\.views_seed"):
         prepare_teacher_cache(
             dict(hparams, seed=7), brain.teacher, brain.teacher.label_encoder
         )
+    # another seed with views_seed = the cache's seed: the same views, so
+    # the cache serves it, and its training set crops those views
+    other = dict(hparams, seed=7, views_seed=hparams["seed"])
+    prepare_teacher_cache(other, brain.teacher, brain.teacher.label_encoder)
+    label_encoder = brain.teacher.label_encoder
+    other_train = dataio_prep(other, label_encoder)["train"]
+    other_train.set_epoch(2)
+    for i in (0, 5, 11):
+        item = other_train[i]
+        assert item["view"] == epoch_view(7, 2, item["id"], 3)
+        view = torch.tensor([item["view"]])
+        stored_other = cache.read(torch.tensor([item["cache_index"]]), view)
+        live_other = brain.teacher(item["sig"].unsqueeze(0), torch.ones(1))
+        fp16_close(stored_other["logits"], live_other["logits"])
 
 
 def test_cached_run_matches_live_run(tiny_data, prep, teacher_dir, tmp_path):
