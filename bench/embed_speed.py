@@ -53,7 +53,7 @@ def main(argv=None):
     import onnxruntime as ort
     from speechbrain.inference.speaker import EncoderClassifier
 
-    from speechbrain_kd.export import count_parameters
+    from speechbrain_kd.model_size import count_parameters
     from speechbrain_kd.onnx_export import export_onnx
 
     threads = torch.get_num_threads()

@@ -130,7 +130,8 @@ def device_of(module):
 def brain_for(name, tmp, run_opts, teacher_dir, extra):
     import speechbrain as sb
 
-    from speechbrain_kd.recipe import load_teacher, make_brain
+    from speechbrain_kd.teachers import load_teacher
+    from speechbrain_kd.training import make_brain
 
     overrides = {
         "data_folder": "unused",

@@ -69,14 +69,14 @@ def model_size(folder, cache):
         return cache[folder]
     from speechbrain.inference.speaker import EncoderClassifier
 
-    from speechbrain_kd.export import count_macs, count_parameters
+    from speechbrain_kd.model_size import count_parameters, embedding_macs
 
     model = EncoderClassifier.from_hparams(
         source=folder, savedir=os.path.join(folder, "..", "bench_reload")
     )
     size = (
         count_parameters(model.mods.embedding_model),
-        count_macs(model.mods),
+        embedding_macs(model.mods),
     )
     cache[folder] = size
     return size

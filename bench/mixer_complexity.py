@@ -18,7 +18,7 @@ Models (random weights: nothing is downloaded):
 - ``TransformerSpeaker`` with the student's front end, depth, width and
   head: pre-norm Transformer layers, 4 heads, feed-forward 4 x width.
 
-MACs are counted by ``speechbrain_kd.objectives.complexity.count_macs``
+MACs are counted by ``speechbrain_kd.model_size.count_macs``
 (``torch.utils.flop_counter``, MACs = FLOPs / 2, attention included) for
 one utterance of ``--seconds`` of 16-kHz audio; the Fbank computation
 (an FFT) is not counted. The last column repeats the count for ``--long``
@@ -41,7 +41,7 @@ from speechbrain_kd.lobes.mixer import (  # noqa: E402
     MixerSpeaker,
     TransformerSpeaker,
 )
-from speechbrain_kd.objectives.complexity import count_macs  # noqa: E402
+from speechbrain_kd.model_size import count_macs  # noqa: E402
 
 SAMPLE_RATE = 16000
 

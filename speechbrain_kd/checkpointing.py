@@ -18,7 +18,6 @@ calls the savers of a checkpoint in the same order
 
 import logging
 import os
-import pathlib
 import random
 import shutil
 
@@ -27,33 +26,19 @@ import torch
 from speechbrain.utils.checkpoints import (
     CKPT_PREFIX,
     METAFNAME,
-    Checkpointer,
     mark_as_loader,
     mark_as_saver,
     register_checkpoint_hooks,
 )
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from speechbrain_kd.ddp import world
+from speechbrain_kd.sb_private.checkpoints import PENDING_META, PendingMetafile
+
 logger = logging.getLogger(__name__)
 
-PENDING_META = f"{METAFNAME}.pending"
 
-
-def distributed():
-    """True inside an initialised ``torch.distributed`` process group."""
-    return (
-        torch.distributed.is_available() and torch.distributed.is_initialized()
-    )
-
-
-def world():
-    """``(rank, world_size)`` of this process; ``(0, 1)`` outside DDP."""
-    if not distributed():
-        return 0, 1
-    return torch.distributed.get_rank(), torch.distributed.get_world_size()
-
-
-class AtomicCheckpointer(Checkpointer):
+class AtomicCheckpointer(PendingMetafile):
     """A SpeechBrain ``Checkpointer`` whose checkpoints are complete or absent.
 
     SpeechBrain writes a checkpoint's ``CKPT.yaml`` first, then the files of
@@ -62,9 +47,11 @@ class AtomicCheckpointer(Checkpointer):
     ``CKPT.yaml`` is written under a temporary name and renamed into place
     (atomically) once every process has finished with the checkpoint, so a
     half-written folder is not a checkpoint; such leftovers are removed at
-    the next successful save. Same arguments as ``Checkpointer``;
-    ``KDBrain`` turns the plain ``Checkpointer`` of a recipe YAML into this
-    class.
+    the next successful save. Same arguments as ``Checkpointer``; the
+    recipe YAMLs name it as their ``checkpointer``::
+
+        checkpointer: !new:speechbrain_kd.checkpointing.AtomicCheckpointer
+            checkpoints_dir: !ref <save_folder>
 
     Example
     -------
@@ -76,14 +63,6 @@ class AtomicCheckpointer(Checkpointer):
     >>> sorted(p.name for p in saved.path.iterdir())
     ['CKPT.yaml', 'lin.ckpt']
     """
-
-    def _save_checkpoint_metafile(
-        self, fpath, meta_to_include={}, end_of_epoch=True
-    ):
-        pending = pathlib.Path(fpath).with_name(PENDING_META)
-        return super()._save_checkpoint_metafile(
-            pending, meta_to_include, end_of_epoch
-        )
 
     def save_checkpoint(
         self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO
@@ -264,12 +243,12 @@ class TermStatistics:
 
     Arguments
     ---------
-    terms : list of speechbrain_kd.brain.DistillTerm
+    terms : list of speechbrain_kd.terms.DistillTerm
         The Brain's terms (those without the methods are skipped).
 
     Example
     -------
-    >>> from speechbrain_kd.brain import DistillTerm
+    >>> from speechbrain_kd.terms import DistillTerm
     >>> from speechbrain_kd.objectives.trkd import TRKDLoss
     >>> term = DistillTerm("trkd", TRKDLoss())
     >>> s, t = torch.randn(4, 10), torch.randn(4, 10)

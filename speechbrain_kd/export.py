@@ -22,11 +22,18 @@ import tempfile
 import ruamel.yaml
 import torch
 from hyperpyyaml import resolve_references
-from speechbrain.processing.features import InputNormalization
 
 from speechbrain_kd.calibration import thresholds_card, thresholds_yaml
 from speechbrain_kd.data import atomic_write_text, default_mode
-from speechbrain_kd.objectives.complexity import count_macs as forward_macs
+from speechbrain_kd.model_size import (
+    count_parameters,
+    embedding_macs,
+    unwrap_module,
+)
+from speechbrain_kd.sb_private.normalization import (
+    fit_embedding_norm,
+    save_embedding_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,36 +129,6 @@ def training_value(hparams_file, overrides, key):
     return value if isinstance(value, (int, float)) else None
 
 
-def unwrap_module(module):
-    """The module inside a DDP / DataParallel wrapper, if any."""
-    wrappers = (
-        torch.nn.parallel.DistributedDataParallel,
-        torch.nn.DataParallel,
-    )
-    return module.module if isinstance(module, wrappers) else module
-
-
-def fit_embedding_norm(embeddings):
-    """A global ``InputNormalization`` fitted on ``[N, dim]`` embeddings.
-
-    The statistics are set directly: the module's own update is a
-    collective operation under DDP, and only the main process exports.
-
-    Example
-    -------
-    >>> import torch
-    >>> norm = fit_embedding_norm(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
-    >>> norm.count, norm.glob_mean.tolist(), norm.glob_std.tolist()
-    (2, [2.0, 4.0], [1.0, 2.0])
-    """
-    norm = InputNormalization(norm_type="global", std_norm=False)
-    emb = embeddings.reshape(embeddings.shape[0], -1).float().cpu()
-    norm.count = emb.shape[0]
-    norm.glob_mean = emb.mean(0)
-    norm.glob_std = emb.var(0, unbiased=False).clamp(min=norm.epsilon).sqrt()
-    return norm
-
-
 def export_pretrained(
     dest,
     hparams_file,
@@ -244,11 +221,10 @@ def export_pretrained(
             state = {k: v.detach().cpu() for k, v in state.items()}
             torch.save(state, os.path.join(tmp, f"{name}.ckpt"))
         label_encoder.save(os.path.join(tmp, "label_encoder.ckpt"))
-        if embeddings is not None:
-            norm = fit_embedding_norm(embeddings)
-        else:
-            norm = InputNormalization(norm_type="global", std_norm=False)
-        norm._save(os.path.join(tmp, "mean_var_norm_emb.ckpt"))
+        save_embedding_norm(
+            fit_embedding_norm(embeddings),
+            os.path.join(tmp, "mean_var_norm_emb.ckpt"),
+        )
         atomic_write_text(
             os.path.join(tmp, "README.md"),
             model_card(
@@ -273,48 +249,6 @@ def export_pretrained(
     return dest
 
 
-def count_parameters(module):
-    """Number of parameters of a module."""
-    return sum(p.numel() for p in unwrap_module(module).parameters())
-
-
-def count_macs(modules, seconds=3.0, sample_rate=16000):
-    """Multiply-accumulates of one embedding of ``seconds`` of audio.
-
-    The feature extractor's and the embedding model's MACs, counted by
-    ``speechbrain_kd.objectives.complexity.count_macs`` (attention
-    included); ``None`` when they cannot run on CPU here (e.g. a model that
-    needs a GPU kernel).
-
-    Example
-    -------
-    >>> import torch
-    >>> from speechbrain.lobes.features import Fbank
-    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-    >>> mods = {"compute_features": Fbank(n_mels=24),
-    ...         "embedding_model": ECAPA_TDNN(24, channels=[8] * 4 + [24],
-    ...                                       lin_neurons=8)}
-    >>> count_macs(mods) > 0
-    True
-    """
-    feats_fn = (
-        modules["compute_features"] if "compute_features" in modules else None
-    )
-    model = unwrap_module(modules["embedding_model"])
-    try:
-        device = next(model.parameters()).device
-        x = torch.zeros(1, int(seconds * sample_rate), device=device)
-        macs = 0
-        if feats_fn is not None:
-            macs += forward_macs(feats_fn, x)
-            with torch.no_grad():
-                x = feats_fn(x)
-        return macs + forward_macs(model, x, torch.ones(1, device=device))
-    except Exception as err:  # noqa: BLE001 - the card is informative
-        logger.warning("MACs not counted: %s", err)
-        return None
-
-
 def model_card(card, num_classes, modules, thresholds=None, calibration=None):
     """Markdown model card of a published folder.
 
@@ -325,7 +259,7 @@ def model_card(card, num_classes, modules, thresholds=None, calibration=None):
     takes them; ``speechbrain_kd.calibration.thresholds_card``).
     """
     params = count_parameters(modules["embedding_model"])
-    macs = count_macs(modules)
+    macs = embedding_macs(modules)
     macs = f"{macs / 1e6:,.1f} M" if macs is not None else "not counted"
     lines = [
         f"# {card.get('title', 'Speaker embedding model')}",

@@ -435,7 +435,7 @@ def random_teacher(tiny_data, folder):
     from mini_prepare import prepare_mini
 
     from speechbrain_kd.export import export_pretrained
-    from speechbrain_kd.recipe import label_encoder_from_csv
+    from speechbrain_kd.teachers import label_encoder_from_csv
 
     prep = folder / "prep"
     prepare_mini(

@@ -24,8 +24,8 @@ import soundfile
 import torch
 
 import speechbrain_kd.objectives
-from speechbrain_kd.brain import INPUTS
 from speechbrain_kd.data import load_audio
+from speechbrain_kd.terms import INPUTS
 
 SEED = 20260
 ERRORS = (FileNotFoundError, RuntimeError, ValueError)

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from conftest import RECIPE
 from torch.utils.flop_counter import FlopCounterMode
 
-from speechbrain_kd.brain import build_terms, provided_inputs
 from speechbrain_kd.lobes.mixer import (
     ConvFeatureEncoder,
     FrontEndFeatures,
@@ -24,7 +23,7 @@ from speechbrain_kd.lobes.mixer import (
     TransformerSpeaker,
 )
 from speechbrain_kd.lobes.waveform import RawWaveform, WaveformNormalization
-from speechbrain_kd.objectives.complexity import count_macs
+from speechbrain_kd.model_size import count_macs
 from speechbrain_kd.objectives.hidden import (
     HiddenStateDistillation,
     align_frames,
@@ -33,6 +32,7 @@ from speechbrain_kd.objectives.hidden import (
 )
 from speechbrain_kd.objectives.kd import kd_loss
 from speechbrain_kd.taps import LayerTaps
+from speechbrain_kd.terms import build_terms, provided_inputs
 
 SMALL = dict(input_size=20, dim=16, num_blocks=3, conv_channels=8, emb_dim=8)
 

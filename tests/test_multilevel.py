@@ -11,7 +11,7 @@ import ruamel.yaml
 import torch
 from conftest import RECIPE, TINY_RUN, run_recipe
 
-from speechbrain_kd.brain import build_terms, provided_inputs
+from speechbrain_kd.frames import frame_mask, masked_mean_std
 from speechbrain_kd.lobes.aggregation import (
     LDEAggregator,
     LDEPooling,
@@ -23,11 +23,10 @@ from speechbrain_kd.objectives.embedding import (
     concat_normalized,
     cosine_distance,
     frame_cosine_distance,
-    frame_mask,
-    masked_mean_std,
 )
 from speechbrain_kd.objectives.kd import kd_loss
 from speechbrain_kd.taps import LayerTaps
+from speechbrain_kd.terms import build_terms, provided_inputs
 
 HPARAMS = RECIPE / "hparams"
 XV_STUDENTS = ("nokd", "utt", "frame", "stats", "lde", "concat")
@@ -601,8 +600,8 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
 def test_embedding_stats_survive_an_intra_epoch_checkpoint(tmp_path):
     """The epoch statistics of an embedding term continue across an
     intra-epoch checkpoint (TermStatistics), as TRKD's do."""
-    from speechbrain_kd.brain import DistillTerm
     from speechbrain_kd.checkpointing import TermStatistics
+    from speechbrain_kd.terms import DistillTerm
 
     lengths = torch.tensor([1.0, 0.8, 0.5, 0.3])
     targets = torch.tensor([0, 1, 2, 1])

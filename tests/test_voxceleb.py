@@ -88,7 +88,7 @@ def make_hub_teacher(folder, speakers, emb_dim=32):
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.encoder import CategoricalEncoder
 
-    from speechbrain_kd.export import fit_embedding_norm
+    from speechbrain_kd.sb_private.normalization import fit_embedding_norm
 
     folder.mkdir(parents=True)
     text = f"""# Layout of the hub's spkrec-ecapa-voxceleb (tiny model)
@@ -369,12 +369,9 @@ def test_unknown_speakers(vox, prepared, tmp_path):
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.dataloader import make_dataloader
 
-    from speechbrain_kd.recipe import (
-        load_teacher,
-        make_brain,
-        prepare_datasets,
-        student_label_encoder,
-    )
+    from speechbrain_kd.recipe import prepare_datasets
+    from speechbrain_kd.teachers import load_teacher, student_label_encoder
+    from speechbrain_kd.training import make_brain
 
     folder, _ = make_hub_teacher(tmp_path / "small", ["id00001", "id00002"])
     save, _ = prepared

@@ -29,12 +29,8 @@ from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.inference.speaker import EncoderClassifier
 
 from speechbrain_kd.data import atomic_write_text, dataio_prep
-from speechbrain_kd.export import (
-    check_export,
-    count_parameters,
-    export_pretrained,
-)
-from speechbrain_kd.objectives.complexity import count_macs
+from speechbrain_kd.export import check_export, export_pretrained
+from speechbrain_kd.model_size import count_macs, count_parameters
 from speechbrain_kd.recipe import trial_lists, verify
 from speechbrain_kd.verification import (
     extract_embeddings,

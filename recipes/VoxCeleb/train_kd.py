@@ -23,16 +23,15 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from voxceleb_prepare import prepare_corpus
 
-from speechbrain_kd.export import count_parameters
-from speechbrain_kd.recipe import (
+from speechbrain_kd.model_size import count_parameters
+from speechbrain_kd.publish import evaluate_and_publish
+from speechbrain_kd.recipe import prepare_datasets
+from speechbrain_kd.teachers import (
     check_num_classes,
-    evaluate_and_publish,
-    fit,
     load_teacher,
-    make_brain,
-    prepare_datasets,
     student_label_encoder,
 )
+from speechbrain_kd.training import fit, make_brain
 
 logger = logging.getLogger(__name__)
 

@@ -17,14 +17,10 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from voxceleb_prepare import prepare_corpus
 
-from speechbrain_kd.recipe import (
-    check_num_classes,
-    evaluate_and_publish,
-    fit,
-    label_encoder_from_csv,
-    make_brain,
-    prepare_datasets,
-)
+from speechbrain_kd.publish import evaluate_and_publish
+from speechbrain_kd.recipe import prepare_datasets
+from speechbrain_kd.teachers import check_num_classes, label_encoder_from_csv
+from speechbrain_kd.training import fit, make_brain
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])

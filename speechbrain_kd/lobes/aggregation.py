@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from speechbrain_kd.objectives.embedding import frame_mask, masked_mean_std
+from speechbrain_kd.frames import frame_mask, masked_mean_std
 
 
 def stack_frames(frames, input_sizes, channels_first=False, owner="aggregator"):

@@ -12,7 +12,7 @@ like any Fbank model and the recipe scripts need no raw-waveform path.
 
 import torch
 
-from speechbrain_kd.objectives.embedding import frame_mask
+from speechbrain_kd.frames import frame_mask
 
 
 class RawWaveform(torch.nn.Module):
