@@ -44,12 +44,13 @@ import hashlib
 import math
 import os
 import random
-import tempfile
 
 import numpy
 import soundfile
 import speechbrain as sb
 import torch
+
+from speechbrain_kd.fileio import atomic_write_text
 
 CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
@@ -57,48 +58,6 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
 # 4.6 hours of 16-kHz mono), so that a corrupt header claiming billions of
 # samples is an error rather than an out-of-memory kill
 MAX_SAMPLES = 2**28
-
-
-def current_umask():
-    """The process's file mode creation mask (umask), read without
-    changing it.
-
-    Read from ``/proc/self/status`` (Linux); elsewhere ``os.umask`` is set
-    and restored at once (the only portable way, briefly visible to other
-    threads that create files).
-
-    Example
-    -------
-    >>> old = os.umask(0o027)
-    >>> oct(current_umask())
-    '0o27'
-    >>> _ = os.umask(old)
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def default_mode(folder=False):
-    """Mode that ``open`` (``0o666``) or ``os.mkdir`` (``0o777``) give a
-    new file or folder under the current umask: what ``tempfile``'s private
-    ``0o600`` / ``0o700`` files and folders get before they are published.
-
-    Example
-    -------
-    >>> old = os.umask(0o022)
-    >>> oct(default_mode()), oct(default_mode(folder=True))
-    ('0o644', '0o755')
-    >>> _ = os.umask(old)
-    """
-    return (0o777 if folder else 0o666) & ~current_umask()
 
 
 def resolve_path(data_folder, wav):
@@ -127,35 +86,6 @@ def audio_options(hparams):
         resample=bool(hparams.get("resample", False)),
         downmix=bool(hparams.get("downmix", True)),
     )
-
-
-def atomic_write_text(path, text):
-    """Writes ``text`` to ``path`` through a temporary file and a rename.
-
-    A reader never sees a half-written file, and an interrupted write leaves
-    the previous file (if any) untouched. The file gets the permissions of
-    a plain ``open`` (``default_mode``: 0644 under umask 022), not the
-    temporary file's 0600.
-
-    Example
-    -------
-    >>> path = os.path.join(getfixture("tmpdir"), "a.txt")
-    >>> atomic_write_text(path, "hello\\n")
-    >>> open(path).read()
-    'hello\\n'
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_csv(rows, path):

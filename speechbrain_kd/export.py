@@ -25,7 +25,7 @@ from hyperpyyaml import resolve_references
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_kd.calibration import thresholds_card, thresholds_yaml
-from speechbrain_kd.data import atomic_write_text, default_mode
+from speechbrain_kd.fileio import atomic_write_text, default_mode
 from speechbrain_kd.objectives.complexity import count_macs as forward_macs
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ import tempfile
 
 import torch
 
-from speechbrain_kd.data import atomic_write_text
+from speechbrain_kd.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

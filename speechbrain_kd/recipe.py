@@ -31,7 +31,6 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_kd.brain import KDBrain
 from speechbrain_kd.data import (
-    atomic_write_text,
     audio_options,
     dataio_prep,
     load_audio,
@@ -41,6 +40,7 @@ from speechbrain_kd.data import (
     write_csv,
 )
 from speechbrain_kd.export import check_export, export_pretrained
+from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.teachers import FrozenTeacher
 from speechbrain_kd.verification import (
     SCORING_METHODS,

@@ -964,7 +964,7 @@ def render_utterance(engine, speaker, utt):
 
 def _write_flac(path, audio):
     """Writes 16-bit FLAC through a temporary file and a rename."""
-    from speechbrain_kd.data import default_mode
+    from speechbrain_kd.fileio import default_mode
 
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -1241,7 +1241,7 @@ def prepare_synthetic(
 
 
 def _atomic_write(path, text):
-    from speechbrain_kd.data import atomic_write_text
+    from speechbrain_kd.fileio import atomic_write_text
 
     atomic_write_text(path, text + "\n")
 

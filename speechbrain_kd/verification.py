@@ -808,7 +808,7 @@ def published_thresholds(result, trial_file=None, scoring="cosine"):
 
 def write_scores(path, trials, scores):
     """Writes ``enrol test label score`` lines, as SpeechBrain's scores.txt."""
-    from speechbrain_kd.data import atomic_write_text
+    from speechbrain_kd.fileio import atomic_write_text
 
     atomic_write_text(
         path,

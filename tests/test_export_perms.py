@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import publish_tiny_ecapa
 
-from speechbrain_kd.data import atomic_write_text, write_csv
+from speechbrain_kd.data import write_csv
+from speechbrain_kd.fileio import atomic_write_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -28,12 +28,13 @@ from mini_prepare import prepare_corpus
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.inference.speaker import EncoderClassifier
 
-from speechbrain_kd.data import atomic_write_text, dataio_prep
+from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.export import (
     check_export,
     count_parameters,
     export_pretrained,
 )
+from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.objectives.complexity import count_macs
 from speechbrain_kd.recipe import trial_lists, verify
 from speechbrain_kd.verification import (
