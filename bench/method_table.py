@@ -84,8 +84,8 @@ def model_size(folder, cache):
 
 def score_folder(folder, out_dir, data_folder, prep, scoring, name):
     """Scores a published folder on the recipe's trial list (cached)."""
-    from speechbrain_kd.data import read_csv
-    from speechbrain_kd.recipe import manifest_dataset, verify
+    from speechbrain_kd.data import manifest_dataset, read_csv
+    from speechbrain_kd.recipe import verify
     from speechbrain_kd.teachers import FrozenTeacher
 
     out = os.path.join(out_dir, "verification.json")

@@ -30,15 +30,7 @@ from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_kd.brain import KDBrain
-from speechbrain_kd.data import (
-    audio_options,
-    dataio_prep,
-    load_audio,
-    read_csv,
-    read_trials,
-    resolve_path,
-    write_csv,
-)
+from speechbrain_kd.data import manifest_dataset, read_csv, read_trials
 from speechbrain_kd.export import check_export, export_pretrained
 from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.teachers import FrozenTeacher
@@ -203,53 +195,6 @@ def student_label_encoder(hparams, teacher):
     return encoder
 
 
-def random_chunk_csv(train_csv, dest, sample_rate):
-    """A copy of a manifest whose rows span their whole audio file.
-
-    SpeechBrain's VoxCeleb recipe (``random_chunk: True``) trains on a
-    random crop of the whole *file* of each ``train.csv`` row, whose
-    ``duration`` column is the file's duration (rows are 3 s chunks of
-    it, so long files are drawn more often). With ``start=0`` and
-    ``stop=duration * sample_rate``, ``speechbrain_kd.data``'s random
-    crop of ``sentence_len`` does the same.
-
-    Example
-    -------
-    >>> import os
-    >>> src = os.path.join(getfixture("tmpdir"), "t.csv")
-    >>> write_csv([dict(ID="a_0.0_3.0", duration=7.5, wav="a.wav",
-    ...                 start=0, stop=48000, spk_id="s")], src)
-    >>> dest = random_chunk_csv(src, src + ".rc", 16000)
-    >>> row = read_csv(dest)[0]
-    >>> row["start"], row["stop"]
-    (0, 120000)
-    """
-    rows = [
-        # floor: the 4-decimal duration never points past the file's end
-        dict(row, start=0, stop=int(row["duration"] * sample_rate))
-        for row in read_csv(train_csv)
-    ]
-    write_csv(rows, dest)
-    return dest
-
-
-def prepare_datasets(hparams, label_encoder):
-    """``speechbrain_kd.data.dataio_prep``, with ``random_chunk`` support.
-
-    With ``random_chunk: True`` (VoxCeleb manifests, whose ``duration`` is
-    the file's), training examples are random ``sentence_len`` crops of
-    the whole file of each row (``random_chunk_csv``).
-    """
-    if not hparams.get("random_chunk"):
-        return dataio_prep(hparams, label_encoder)
-    dest = os.path.join(hparams["save_folder"], "train_random_chunk.csv")
-    sb.utils.distributed.run_on_main(
-        random_chunk_csv,
-        args=[hparams["train_csv"], dest, hparams["sample_rate"]],
-    )
-    return dataio_prep(dict(hparams, train_csv=dest), label_encoder)
-
-
 def build_augmenter(
     noise_csv=None,
     rir_csv=None,
@@ -380,38 +325,6 @@ def fit(brain, datasets, hparams):
     )
     brain.checkpointer.recover_if_possible(min_key="ErrorRate")
     brain.teacher_to_device()
-
-
-def manifest_dataset(rows, hparams):
-    """Whole-row audio (``id``, ``sig``, ``spk_id``) of manifest rows."""
-    data_folder = hparams["data_folder"]
-    audio_opts = audio_options(hparams)
-    data = {
-        row["ID"]: {
-            "wav": row["wav"],
-            "start": row["start"],
-            "stop": row["stop"],
-            "spk_id": row["spk_id"],
-            "duration": row["duration"],
-            "length": row["stop"] - row["start"],
-        }
-        for row in rows
-    }
-    dataset = sb.dataio.dataset.DynamicItemDataset(data)
-
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio(wav, start, stop):
-        return load_audio(
-            resolve_path(data_folder, wav),
-            int(start),
-            int(stop),
-            **audio_opts,
-        )
-
-    sb.dataio.dataset.add_dynamic_item([dataset], audio)
-    dataset.set_output_keys(["id", "sig", "spk_id"])
-    return dataset
 
 
 def backend_rows(hparams, num_utts):

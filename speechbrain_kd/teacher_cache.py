@@ -548,8 +548,9 @@ def prepare_teacher_cache(hparams, teacher, label_encoder, progressbar=True):
         load_random_crop,
         read_csv,
         resolve_path,
+        view_generator,
+        views_seed,
     )
-    from speechbrain_kd.views import view_generator, views_seed
 
     spec = cache_settings(hparams)
     rows = read_csv(hparams["train_csv"])

@@ -369,10 +369,10 @@ def test_unknown_speakers(vox, prepared, tmp_path):
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.dataloader import make_dataloader
 
+    from speechbrain_kd.data import prepare_datasets
     from speechbrain_kd.recipe import (
         load_teacher,
         make_brain,
-        prepare_datasets,
         student_label_encoder,
     )
 

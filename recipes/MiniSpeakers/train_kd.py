@@ -20,6 +20,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from mini_prepare import prepare_corpus
 
+from speechbrain_kd.data import prepare_datasets
 from speechbrain_kd.export import count_parameters
 from speechbrain_kd.recipe import (
     check_num_classes,
@@ -27,7 +28,6 @@ from speechbrain_kd.recipe import (
     fit,
     load_teacher,
     make_brain,
-    prepare_datasets,
 )
 
 logger = logging.getLogger(__name__)

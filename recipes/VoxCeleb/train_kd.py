@@ -23,6 +23,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from voxceleb_prepare import prepare_corpus
 
+from speechbrain_kd.data import prepare_datasets
 from speechbrain_kd.export import count_parameters
 from speechbrain_kd.recipe import (
     check_num_classes,
@@ -30,7 +31,6 @@ from speechbrain_kd.recipe import (
     fit,
     load_teacher,
     make_brain,
-    prepare_datasets,
     student_label_encoder,
 )
 

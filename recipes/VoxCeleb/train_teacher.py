@@ -17,13 +17,13 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from voxceleb_prepare import prepare_corpus
 
+from speechbrain_kd.data import prepare_datasets
 from speechbrain_kd.recipe import (
     check_num_classes,
     evaluate_and_publish,
     fit,
     label_encoder_from_csv,
     make_brain,
-    prepare_datasets,
 )
 
 if __name__ == "__main__":
