@@ -11,20 +11,18 @@ import pytest
 import torch
 from conftest import publish_tiny_ecapa
 
-from speechbrain_kd.calibration import (
+from speechbrain_kd.scoring import (
     calibrated_llr,
     check_thresholds,
     cllr,
+    detection_metrics,
+    error_rates,
     fit_linear_calibration,
     linear_calibration,
     min_cllr,
+    operating_points,
     pav,
     pav_llrs,
-)
-from speechbrain_kd.verification import (
-    detection_metrics,
-    error_rates,
-    operating_points,
     published_thresholds,
     rates_at,
     threshold_at_far,

@@ -36,10 +36,11 @@ from speechbrain_kd.export import (
 )
 from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.objectives.complexity import count_macs
-from speechbrain_kd.recipe import trial_lists, verify
-from speechbrain_kd.verification import (
+from speechbrain_kd.scoring import (
     extract_embeddings,
     published_thresholds,
+    trial_lists,
+    verify,
 )
 
 logger = logging.getLogger(__name__)
