@@ -66,7 +66,7 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask):
 
 
 def test_synthetic_audio_is_readable_by_all(tmp_path, umask):
-    from speechbrain_kd.synthetic import _write_flac
+    from speechbrain_kd.synthetic.prepare import _write_flac
 
     path = tmp_path / "spk" / "u.flac"
     assert _write_flac(str(path), numpy.zeros(160)) == 160

@@ -14,7 +14,6 @@ import os
 from speechbrain_kd.fileio import atomic_write_text
 
 CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
-
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
 
 
