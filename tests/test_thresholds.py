@@ -210,7 +210,7 @@ def test_calibration_errors_name_the_input():
 
 
 def trial_result(pos, neg, name="trials"):
-    """A result as speechbrain_kd.recipe.verify returns it (one list)."""
+    """A result as speechbrain_kd.scoring.verify returns it (one list)."""
     figures = detection_metrics(torch.tensor(pos), torch.tensor(neg))
     return {"trial_list": name, "by_list": {name: {"cosine": figures}}}
 

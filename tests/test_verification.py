@@ -64,7 +64,7 @@ def test_bad_scores():
         compute_eer(torch.tensor([float("nan")]), torch.tensor([0.1]))
 
 
-def test_cosine_scores_and_missing(tmp_path):
+def test_cosine_trial_scores_and_missing(tmp_path):
     emb = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([2.0, 0.1])}
     emb["c"] = torch.tensor([-1.0, 0.0])
     scores, labels = score_trials(emb, [(1, "a", "b"), (0, "a", "c")])
