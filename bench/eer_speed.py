@@ -17,7 +17,7 @@ import time
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_kd.verification import compute_eer, compute_min_dcf
+from speechbrain_kd.scoring import compute_eer, compute_min_dcf
 
 
 def timed(fn, *args, **kwargs):

@@ -84,8 +84,8 @@ def model_size(folder, cache):
 
 def score_folder(folder, out_dir, data_folder, prep, scoring, name):
     """Scores a published folder on the recipe's trial list (cached)."""
-    from speechbrain_kd.data import read_csv
-    from speechbrain_kd.recipe import manifest_dataset, verify
+    from speechbrain_kd.data import manifest_dataset, read_csv
+    from speechbrain_kd.scoring import verify
     from speechbrain_kd.teachers import FrozenTeacher
 
     out = os.path.join(out_dir, "verification.json")
@@ -149,7 +149,7 @@ def read_scores(path):
 
 def det_points(pos, neg):
     """(false alarm, miss) rates along the thresholds."""
-    from speechbrain_kd.verification import error_rates
+    from speechbrain_kd.scoring import error_rates
 
     far, frr = error_rates(torch.tensor(pos), torch.tensor(neg))[:2]
     return far.numpy(), frr.numpy()

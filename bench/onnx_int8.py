@@ -81,13 +81,13 @@ def profile(path, wav, batched, runs=20):
 def evaluate(name, folder, args, rows, trials, speakers, tmp):
     from speechbrain.inference.speaker import EncoderClassifier
 
-    from speechbrain_kd.bootstrap import eer_of, interval, min_dcf_of
     from speechbrain_kd.data import load_audio, read_csv, resolve_path
     from speechbrain_kd.onnx_export import (
         calibration_signals,
         export_onnx,
         quantize_int8,
     )
+    from speechbrain_kd.scoring import eer_of, interval, min_dcf_of
 
     info = export_onnx(
         folder, dest=os.path.join(tmp, f"{name}.onnx"), update_card=False

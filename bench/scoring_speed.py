@@ -26,7 +26,7 @@ import time
 import numpy
 import torch
 
-from speechbrain_kd.verification import (
+from speechbrain_kd.scoring import (
     cohort_stats,
     normalize_scores,
     pair_cosine,

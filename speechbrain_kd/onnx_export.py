@@ -29,7 +29,7 @@ import tempfile
 
 import torch
 
-from speechbrain_kd.data import atomic_write_text
+from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.sb_private.export_patches import export_friendly
 
 logger = logging.getLogger(__name__)

@@ -16,10 +16,11 @@ import torch
 from speechbrain.dataio.dataloader import make_dataloader
 
 from speechbrain_kd.export import check_export, export_pretrained
-from speechbrain_kd.recipe import trial_lists, verify
-from speechbrain_kd.verification import (
+from speechbrain_kd.scoring import (
     extract_embeddings,
     published_thresholds,
+    trial_lists,
+    verify,
 )
 
 logger = logging.getLogger(__name__)

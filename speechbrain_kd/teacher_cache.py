@@ -1,7 +1,7 @@
 """Teacher outputs stored once per training view: distillation without
 running the teacher.
 
-For V views of every training segment (``speechbrain_kd.views``) the
+For V views of every training segment (``speechbrain_kd.data.views``) the
 teacher runs once and its logits and utterance embedding are stored;
 training then reads them for the view it draws, with no teacher forward
 pass and no teacher on the device (as FKD / ReLabel do for images).
@@ -548,8 +548,9 @@ def prepare_teacher_cache(hparams, teacher, label_encoder, progressbar=True):
         load_random_crop,
         read_csv,
         resolve_path,
+        view_generator,
+        views_seed,
     )
-    from speechbrain_kd.views import view_generator, views_seed
 
     spec = cache_settings(hparams)
     rows = read_csv(hparams["train_csv"])

@@ -13,6 +13,7 @@ from speechbrain_kd.data import (
     load_audio,
     load_random_crop,
     make_trials,
+    manifest_dataset,
     random_crop,
     read_csv,
     read_trials,
@@ -256,3 +257,27 @@ def test_crop_segment_draws_like_random_crop():
     state = g.get_state()
     assert crop_segment(5, 50, 100, g) == (5, 50)
     assert torch.equal(g.get_state(), state)  # no draw for a short segment
+
+
+def test_manifest_dataset_resamples_and_downmixes(tmp_path):
+    """Cohort / PLDA rows (``manifest_dataset``) read audio through the same
+    pipeline as the test set: another rate loads with ``resample: True``
+    (stereo downmixed) and is a clear error without it."""
+    import numpy
+    import soundfile
+
+    t = numpy.arange(8000) / 8000
+    stereo = numpy.stack([numpy.sin(2 * numpy.pi * 200 * t)] * 2, axis=1)
+    soundfile.write(tmp_path / "a.wav", 0.5 * stereo, 8000)
+    rows = [
+        dict(ID="a", duration=1.0, wav="a.wav", start=0, stop=8000, spk_id="s")
+    ]
+    hparams = {"data_folder": str(tmp_path), "sample_rate": 16000}
+    item = manifest_dataset(rows, dict(hparams, resample=True))[0]
+    assert item["id"] == "a" and item["spk_id"] == "s"
+    expected = load_audio(tmp_path / "a.wav", 0, 8000, resample=True)
+    assert item["sig"].shape == (16000,) and torch.equal(item["sig"], expected)
+    with pytest.raises(ValueError, match="a.wav: sample rate 8000 Hz"):
+        manifest_dataset(rows, hparams)[0]
+    with pytest.raises(ValueError, match="2 channels, expected mono"):
+        manifest_dataset(rows, dict(hparams, resample=True, downmix=False))[0]

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import publish_tiny_ecapa
 
-from speechbrain_kd.data import atomic_write_text, write_csv
+from speechbrain_kd.data import write_csv
+from speechbrain_kd.fileio import atomic_write_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -65,7 +66,7 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask):
 
 
 def test_synthetic_audio_is_readable_by_all(tmp_path, umask):
-    from speechbrain_kd.synthetic import _write_flac
+    from speechbrain_kd.synthetic.prepare import _write_flac
 
     path = tmp_path / "spk" / "u.flac"
     assert _write_flac(str(path), numpy.zeros(160)) == 160

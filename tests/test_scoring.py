@@ -4,11 +4,11 @@ import numpy
 import pytest
 import torch
 
-from speechbrain_kd.verification import (
+from speechbrain_kd.data import read_trials
+from speechbrain_kd.scoring import (
     cohort_stats,
     compute_eer,
-    cosine_scores,
-    evaluate_trials,
+    detection_metrics,
     pair_cosine,
     plda_pair_scores,
     score_trials,
@@ -104,12 +104,13 @@ def test_chunking_changes_nothing():
     small = cohort_stats(matrix, cohort, top_k=9, max_elements=60)
     for a, b in zip(whole, small):
         torch.testing.assert_close(a, b)
-    pos, neg = cosine_scores(emb, trials)
+    enrol = torch.stack([emb[e] for _, e, _ in trials])
+    test = torch.stack([emb[t] for _, _, t in trials])
+    direct = torch.nn.functional.cosine_similarity(enrol, test, eps=1e-6)
     chunked = pair_cosine(matrix, e, t, chunk_size=4)
-    labels = torch.tensor([bool(x[0]) for x in trials])
-    assert torch.equal(chunked[labels], pos) and torch.equal(
-        chunked[~labels], neg
-    )
+    assert torch.equal(chunked, direct)
+    scores, _ = score_trials(emb, trials, "cosine")
+    assert torch.equal(scores, direct)
 
 
 def test_each_utterance_stored_once():
@@ -176,7 +177,10 @@ def test_plda_separates_synthetic_speakers(tmp_path):
     assert eer < compute_eer(cos[labels], cos[~labels])[0]
     path = tmp_path / "trials.txt"
     path.write_text("".join(f"{lab} {e}.wav {t}.wav\n" for lab, e, t in trials))
-    result = evaluate_trials(emb, str(path), method="plda", plda=plda)
+    scores, labels = score_trials(
+        emb, read_trials(str(path)), "plda", plda=plda
+    )
+    result = detection_metrics(scores[labels], scores[~labels])
     assert result["EER"] == pytest.approx(100 * eer)
 
 

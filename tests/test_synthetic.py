@@ -188,7 +188,7 @@ def test_skip_when_prepared_and_regenerate_when_not(tmp_path, monkeypatch):
     stamps = {p: os.stat(p).st_mtime_ns for p in [opts, *files.values()]}
 
     with monkeypatch.context() as m:
-        m.setattr(synthetic, "get_engine", _broken_engine)
+        m.setattr(synthetic.prepare, "get_engine", _broken_engine)
         assert synthetic.prepare_synthetic(folder, **sizes) == paths
     assert stamps == {p: os.stat(p).st_mtime_ns for p in stamps}
     assert not [n for n in os.listdir(folder) if n.startswith(".tmp")]
@@ -203,12 +203,12 @@ def test_skip_when_prepared_and_regenerate_when_not(tmp_path, monkeypatch):
         assert f.read() == content
     with pytest.raises(AssertionError, match="must not be loaded"):
         with monkeypatch.context() as m:
-            m.setattr(synthetic, "get_engine", _broken_engine)
+            m.setattr(synthetic.prepare, "get_engine", _broken_engine)
             synthetic.prepare_synthetic(folder, **dict(sizes, num_trials=6))
 
 
 def test_clear_error_without_espeak(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "_ENGINE", None)
+    monkeypatch.setattr(synthetic.espeak, "_ENGINE", None)
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)
     with pytest.raises(RuntimeError, match="pip install espeakng-loader"):
         synthetic.prepare_synthetic(str(tmp_path), **TINY)
@@ -217,7 +217,7 @@ def test_clear_error_without_espeak(tmp_path, monkeypatch):
     def bad_location():
         return str(tmp_path / "libespeak-ng.so"), str(tmp_path)
 
-    monkeypatch.setattr(synthetic, "_locate_espeak", bad_location)
+    monkeypatch.setattr(synthetic.espeak, "_locate_espeak", bad_location)
     with pytest.raises(RuntimeError, match="pip install espeakng-loader") as e:
         synthetic.prepare_synthetic(str(tmp_path), **TINY)
     assert "libespeak-ng.so" in str(e.value)

@@ -19,6 +19,7 @@ from test_objectives import realistic_teacher_logits
 from test_reliability import build, log_lines, run_kd
 
 from speechbrain_kd.data import dataio_prep
+from speechbrain_kd.data.views import epoch_view, view_generator
 from speechbrain_kd.objectives.gkd import gkd_loss
 from speechbrain_kd.objectives.kd import kd_loss
 from speechbrain_kd.objectives.trkd import confusion_mask, trkd_loss
@@ -32,7 +33,6 @@ from speechbrain_kd.teacher_cache import (
     tail_bound,
 )
 from speechbrain_kd.train_log import parse_line
-from speechbrain_kd.views import epoch_view, view_generator
 
 prep, teacher_dir = rel.prep, rel.teacher_dir
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,20 +11,18 @@ import pytest
 import torch
 from conftest import publish_tiny_ecapa
 
-from speechbrain_kd.calibration import (
+from speechbrain_kd.scoring import (
     calibrated_llr,
     check_thresholds,
     cllr,
+    detection_metrics,
+    error_rates,
     fit_linear_calibration,
     linear_calibration,
     min_cllr,
+    operating_points,
     pav,
     pav_llrs,
-)
-from speechbrain_kd.verification import (
-    detection_metrics,
-    error_rates,
-    operating_points,
     published_thresholds,
     rates_at,
     threshold_at_far,
@@ -212,7 +210,7 @@ def test_calibration_errors_name_the_input():
 
 
 def trial_result(pos, neg, name="trials"):
-    """A result as speechbrain_kd.recipe.verify returns it (one list)."""
+    """A result as speechbrain_kd.scoring.verify returns it (one list)."""
     figures = detection_metrics(torch.tensor(pos), torch.tensor(neg))
     return {"trial_list": name, "by_list": {name: {"cosine": figures}}}
 

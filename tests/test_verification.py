@@ -4,11 +4,12 @@ import pytest
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_kd.verification import (
+from speechbrain_kd.data import read_trials
+from speechbrain_kd.scoring import (
     compute_eer,
     compute_min_dcf,
-    cosine_scores,
-    evaluate_trials,
+    detection_metrics,
+    score_trials,
 )
 
 
@@ -63,14 +64,17 @@ def test_bad_scores():
         compute_eer(torch.tensor([float("nan")]), torch.tensor([0.1]))
 
 
-def test_cosine_scores_and_missing(tmp_path):
+def test_cosine_trial_scores_and_missing(tmp_path):
     emb = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([2.0, 0.1])}
     emb["c"] = torch.tensor([-1.0, 0.0])
-    pos, neg = cosine_scores(emb, [(1, "a", "b"), (0, "a", "c")])
+    scores, labels = score_trials(emb, [(1, "a", "b"), (0, "a", "c")])
+    pos, neg = scores[labels], scores[~labels]
     assert pos.item() > 0.99 and neg.item() == pytest.approx(-1.0)
     with pytest.raises(KeyError, match="no embedding"):
-        cosine_scores(emb, [(1, "a", "zzz")])
+        score_trials(emb, [(1, "a", "zzz")])
+    # A trial-list file, scored as the recipes' verify scores it
     trials = tmp_path / "trials.txt"
     trials.write_text("1 a.wav b.wav\n0 a.wav c.flac\n")
-    result = evaluate_trials(emb, str(trials))
+    scores, labels = score_trials(emb, read_trials(str(trials)))
+    result = detection_metrics(scores[labels], scores[~labels])
     assert result["EER"] == 0.0 and result["target_trials"] == 1

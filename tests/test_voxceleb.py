@@ -369,7 +369,7 @@ def test_unknown_speakers(vox, prepared, tmp_path):
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.dataloader import make_dataloader
 
-    from speechbrain_kd.recipe import prepare_datasets
+    from speechbrain_kd.data import prepare_datasets
     from speechbrain_kd.teachers import load_teacher, student_label_encoder
     from speechbrain_kd.training import make_brain
 

@@ -28,13 +28,15 @@ from mini_prepare import prepare_corpus
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.inference.speaker import EncoderClassifier
 
-from speechbrain_kd.data import atomic_write_text, dataio_prep
+from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.export import check_export, export_pretrained
+from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.model_size import count_macs, count_parameters
-from speechbrain_kd.recipe import trial_lists, verify
-from speechbrain_kd.verification import (
+from speechbrain_kd.scoring import (
     extract_embeddings,
     published_thresholds,
+    trial_lists,
+    verify,
 )
 
 logger = logging.getLogger(__name__)

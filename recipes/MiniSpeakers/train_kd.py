@@ -20,9 +20,9 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from mini_prepare import prepare_corpus
 
+from speechbrain_kd.data import prepare_datasets
 from speechbrain_kd.model_size import count_parameters
 from speechbrain_kd.publish import evaluate_and_publish
-from speechbrain_kd.recipe import prepare_datasets
 from speechbrain_kd.teachers import check_num_classes, load_teacher
 from speechbrain_kd.training import fit, make_brain
 

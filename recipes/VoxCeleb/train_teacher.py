@@ -17,8 +17,8 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from voxceleb_prepare import prepare_corpus
 
+from speechbrain_kd.data import prepare_datasets
 from speechbrain_kd.publish import evaluate_and_publish
-from speechbrain_kd.recipe import prepare_datasets
 from speechbrain_kd.teachers import check_num_classes, label_encoder_from_csv
 from speechbrain_kd.training import fit, make_brain
 

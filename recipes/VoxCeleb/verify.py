@@ -20,8 +20,8 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from voxceleb_prepare import prepare_corpus
 
-from speechbrain_kd.data import read_csv
-from speechbrain_kd.recipe import manifest_dataset, verify
+from speechbrain_kd.data import manifest_dataset, read_csv
+from speechbrain_kd.scoring import verify
 from speechbrain_kd.teachers import FrozenTeacher
 
 if __name__ == "__main__":

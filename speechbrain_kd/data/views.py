@@ -17,7 +17,7 @@ and a cached run refuses it.
 
 import torch
 
-from speechbrain_kd.data import crop_generator
+from speechbrain_kd.data.crops import crop_generator
 
 
 def views_seed(hparams):

@@ -3,7 +3,7 @@
 A cosine score says which of two trials looks more like the same speaker,
 not how likely it is. Two things make it usable for a decision:
 
-- **Thresholds** (``speechbrain_kd.verification.operating_points``): the
+- **Thresholds** (``speechbrain_kd.scoring.operating_points``): the
   cosine score above which a pair is accepted, at the equal-error point and
   at a target false-accept rate, measured on a trial list.
 - **Linear calibration** (``linear_calibration``): ``llr = a * score + b``,
@@ -21,7 +21,7 @@ ignores) and a section of the model card.
 
 Convention: a pair is accepted (same speaker) when ``score > threshold``,
 as SpeechBrain's ``SpeakerRecognition.verify_batch`` decides and as
-``speechbrain_kd.verification.error_rates`` counts.
+``speechbrain_kd.scoring.error_rates`` counts.
 """
 
 import io
@@ -39,7 +39,7 @@ DRIFT_NOTE = (
     "shift with language, channel and utterance duration, and with the "
     "score normalisation (these are raw cosine scores), so recalibrate on "
     "trials of your own domain "
-    "(`speechbrain_kd.verification.operating_points` on your scores)."
+    "(`speechbrain_kd.scoring.operating_points` on your scores)."
 )
 
 
@@ -255,8 +255,7 @@ def fit_linear_calibration(
         lt = x[0] * zt + x[1] + offset
         ln = x[0] * zn + x[1] + offset
         loss = (
-            wt * np.logaddexp(0.0, -lt).sum()
-            + wn * np.logaddexp(0.0, ln).sum()
+            wt * np.logaddexp(0.0, -lt).sum() + wn * np.logaddexp(0.0, ln).sum()
         )
         gt = -wt * expit(-lt)
         gn = wn * expit(ln)
@@ -379,11 +378,11 @@ def check_thresholds(thresholds):
     """Checks the ``thresholds`` of ``export_pretrained``; the operating
     points in order (``eer`` first).
 
-    ``thresholds`` is ``speechbrain_kd.verification.operating_points``'s
+    ``thresholds`` is ``speechbrain_kd.scoring.operating_points``'s
     dict (``eer``, ``far_1pct``, ... each ``{threshold, far, frr}``) plus
     ``corpus``, ``target_trials`` and ``nontarget_trials`` (and optionally
     ``trial_list``, ``scoring``), as
-    ``speechbrain_kd.verification.published_thresholds`` builds it.
+    ``speechbrain_kd.scoring.published_thresholds`` builds it.
 
     Example
     -------
@@ -454,8 +453,7 @@ def check_calibration(calibration):
         value = calibration.get(key)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(
-                f"calibration[{key!r}]: expected a finite number, got "
-                f"{value!r}"
+                f"calibration[{key!r}]: expected a finite number, got {value!r}"
             )
 
 
@@ -624,4 +622,3 @@ def thresholds_card(thresholds=None, calibration=None):
             "",
         ]
     return lines
-

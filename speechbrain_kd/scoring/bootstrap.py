@@ -10,7 +10,7 @@ systems scored on the same trials) is recomputed on every resample; the
 
 import numpy
 
-from speechbrain_kd.verification import compute_eer, compute_min_dcf
+from speechbrain_kd.scoring.metrics import compute_eer, compute_min_dcf
 
 
 def speaker_index(trial_speakers):

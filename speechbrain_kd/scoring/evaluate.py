@@ -1,20 +1,10 @@
-"""Glue shared by the recipe scripts: teacher, classes, training, scoring.
+"""Scoring of a model on the recipe's trial lists (``verify``).
 
-The recipe scripts (``recipes/*/train_teacher.py``, ``train_kd.py``,
-``verify.py``) stay short: parse arguments, prepare data, then::
-
-    teacher = load_teacher(hparams, run_opts)
-    label_encoder = student_label_encoder(hparams, teacher)
-    datasets = prepare_datasets(hparams, label_encoder)
-    brain = make_brain(hparams, run_opts, teacher)
-    fit(brain, datasets, hparams)
-    evaluate_and_publish(brain, hparams_file, overrides, label_encoder,
-                         datasets, card, teacher)
-
-Scoring (``verify``) embeds the test utterances once and scores every
-trial list of ``trial_lists`` with every back-end of ``scoring``: cosine,
-z/t/s-norm and adaptive s-norm against a cohort of training utterances,
-PLDA (see ``speechbrain_kd.verification``).
+``verify`` embeds the test utterances once and scores every trial list of
+``trial_lists`` with every back-end of ``scoring`` (``scoring_methods``):
+cosine, z/t/s-norm and adaptive s-norm against a cohort of training
+utterances, PLDA trained on training utterances (``backend_rows``), then
+logs the figures and writes ``verification.json``.
 """
 
 import json
@@ -22,109 +12,21 @@ import logging
 import os
 import random
 
-import speechbrain as sb
 import torch
 from speechbrain.dataio.dataloader import make_dataloader
 
-from speechbrain_kd.data import (
-    atomic_write_text,
-    audio_options,
-    dataio_prep,
-    load_audio,
-    read_csv,
-    read_trials,
-    resolve_path,
-    write_csv,
-)
-from speechbrain_kd.verification import (
+from speechbrain_kd.data import manifest_dataset, read_csv, read_trials
+from speechbrain_kd.fileio import atomic_write_text
+from speechbrain_kd.scoring.embeddings import extract_embeddings
+from speechbrain_kd.scoring.metrics import detection_metrics
+from speechbrain_kd.scoring.plda import train_plda
+from speechbrain_kd.scoring.scores import (
     SCORING_METHODS,
-    detection_metrics,
-    extract_embeddings,
     score_trials,
-    train_plda,
     write_scores,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def random_chunk_csv(train_csv, dest, sample_rate):
-    """A copy of a manifest whose rows span their whole audio file.
-
-    SpeechBrain's VoxCeleb recipe (``random_chunk: True``) trains on a
-    random crop of the whole *file* of each ``train.csv`` row, whose
-    ``duration`` column is the file's duration (rows are 3 s chunks of
-    it, so long files are drawn more often). With ``start=0`` and
-    ``stop=duration * sample_rate``, ``speechbrain_kd.data``'s random
-    crop of ``sentence_len`` does the same.
-
-    Example
-    -------
-    >>> import os
-    >>> src = os.path.join(getfixture("tmpdir"), "t.csv")
-    >>> write_csv([dict(ID="a_0.0_3.0", duration=7.5, wav="a.wav",
-    ...                 start=0, stop=48000, spk_id="s")], src)
-    >>> dest = random_chunk_csv(src, src + ".rc", 16000)
-    >>> row = read_csv(dest)[0]
-    >>> row["start"], row["stop"]
-    (0, 120000)
-    """
-    rows = [
-        # floor: the 4-decimal duration never points past the file's end
-        dict(row, start=0, stop=int(row["duration"] * sample_rate))
-        for row in read_csv(train_csv)
-    ]
-    write_csv(rows, dest)
-    return dest
-
-
-def prepare_datasets(hparams, label_encoder):
-    """``speechbrain_kd.data.dataio_prep``, with ``random_chunk`` support.
-
-    With ``random_chunk: True`` (VoxCeleb manifests, whose ``duration`` is
-    the file's), training examples are random ``sentence_len`` crops of
-    the whole file of each row (``random_chunk_csv``).
-    """
-    if not hparams.get("random_chunk"):
-        return dataio_prep(hparams, label_encoder)
-    dest = os.path.join(hparams["save_folder"], "train_random_chunk.csv")
-    sb.utils.distributed.run_on_main(
-        random_chunk_csv,
-        args=[hparams["train_csv"], dest, hparams["sample_rate"]],
-    )
-    return dataio_prep(dict(hparams, train_csv=dest), label_encoder)
-
-
-def manifest_dataset(rows, hparams):
-    """Whole-row audio (``id``, ``sig``, ``spk_id``) of manifest rows."""
-    data_folder = hparams["data_folder"]
-    audio_opts = audio_options(hparams)
-    data = {
-        row["ID"]: {
-            "wav": row["wav"],
-            "start": row["start"],
-            "stop": row["stop"],
-            "spk_id": row["spk_id"],
-            "duration": row["duration"],
-            "length": row["stop"] - row["start"],
-        }
-        for row in rows
-    }
-    dataset = sb.dataio.dataset.DynamicItemDataset(data)
-
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio(wav, start, stop):
-        return load_audio(
-            resolve_path(data_folder, wav),
-            int(start),
-            int(stop),
-            **audio_opts,
-        )
-
-    sb.dataio.dataset.add_dynamic_item([dataset], audio)
-    dataset.set_output_keys(["id", "sig", "spk_id"])
-    return dataset
 
 
 def backend_rows(hparams, num_utts):
@@ -199,7 +101,7 @@ def verify(encode, test_set, hparams, name):
     The test utterances are embedded once; so are the training rows of the
     cohort (``cohort_opts``: ``num_utts``, ``top_k`` of ``as-norm``,
     ``seed``) and of PLDA (``plda_opts``: ``num_utts`` and the arguments
-    of ``speechbrain_kd.verification.train_plda``) when ``scoring`` asks
+    of ``train_plda``) when ``scoring`` asks
     for them.
 
     Arguments
