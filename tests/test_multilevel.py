@@ -30,20 +30,26 @@ from speechbrain_kd.objectives.kd import kd_loss
 from speechbrain_kd.taps import LayerTaps
 
 HPARAMS = RECIPE / "hparams"
+# Variants: ml.yaml (x-vector student) and ml_ecapa.yaml (ECAPA student)
+# at one ml_level each (the former ml_<level>.yaml, ml_ecapa_<level>.yaml)
 XV_STUDENTS = ("nokd", "utt", "frame", "stats", "lde", "concat")
 ECAPA_STUDENTS = ("ecapa_nokd", "ecapa_concat")
 ALL_STUDENTS = XV_STUDENTS + ECAPA_STUDENTS
-# Keys of the "Distillation" section, allowed to differ between variants
+# Keys of the distillation, allowed to differ between levels
 METHOD_KEYS = {
+    "ml_level",
     "output_folder",
     "distill_terms",
     "teacher_taps",
     "student_taps",
-    "stats_pooling",
-    "lde_pooling",
-    "narrow_pooling",
-    "wide_pooling",
 }
+
+
+def variant(name):
+    """``(yaml, ml_level)`` of a variant, e.g. ``ecapa_concat``."""
+    if name.startswith("ecapa_"):
+        return "ml_ecapa", name[len("ecapa_") :]
+    return "ml", name
 
 
 def load_hparams(name, **overrides):
@@ -51,6 +57,11 @@ def load_hparams(name, **overrides):
 
     with open(HPARAMS / f"{name}.yaml") as f:
         return load_hyperpyyaml(f, {"data_folder": "unused", **overrides})
+
+
+def load_variant(name, **overrides):
+    yaml, level = variant(name)
+    return load_hparams(yaml, ml_level=level, **overrides)
 
 
 # --------------------------------------------------------------- distances
@@ -397,7 +408,14 @@ def test_terms_receive_taps_and_combine_with_logit_kd():
 
 
 def strip(name):
-    tree = ruamel.yaml.YAML().load((HPARAMS / f"{name}.yaml").read_text())
+    """The resolved tree of a variant (fragments included) but its
+    distillation keys, as YAML lines."""
+    from hyperpyyaml import resolve_references
+
+    yaml, level = variant(name)
+    overrides = {"data_folder": "x", "output_folder": "x", "ml_level": level}
+    with open(HPARAMS / f"{yaml}.yaml") as f:
+        tree = ruamel.yaml.YAML().load(resolve_references(f, overrides))
     tree = copy.deepcopy(tree)
     for key in METHOD_KEYS:
         tree.pop(key, None)
@@ -412,9 +430,9 @@ def strip(name):
 
 @pytest.mark.parametrize("family", [XV_STUDENTS, ECAPA_STUDENTS])
 def test_ml_variants_differ_only_in_distillation(family):
-    base = strip(f"ml_{family[0]}")
+    base = strip(family[0])
     for name in family[1:]:
-        assert strip(f"ml_{name}") == base, name
+        assert strip(name) == base, name
 
 
 def test_teacher_xvector_yaml_mirrors_the_ecapa_teacher():
@@ -442,9 +460,7 @@ def teacher_model():
 def all_teacher_taps():
     taps = {}
     for name in ALL_STUDENTS:
-        tree = ruamel.yaml.YAML().load(
-            (HPARAMS / f"ml_{name}.yaml").read_text()
-        )
+        tree = load_variant(name)
         for alias, path in (tree.get("teacher_taps") or {}).items():
             assert taps.setdefault(alias, path) == path, alias
     return taps
@@ -479,7 +495,7 @@ def test_ml_yaml_terms_run_on_teacher_taps(name, teacher_model):
     """Every variant's terms, fed by the real teacher architecture's taps,
     give a finite loss whose gradient reaches the student."""
     teacher, n_teacher, teacher_features = teacher_model
-    hp = load_hparams(f"ml_{name}")
+    hp = load_variant(name)
     student = hp["embedding_model"]
     n_student = sum(p.numel() for p in student.parameters())
     assert n_student <= 0.15 * n_teacher, n_student
@@ -539,7 +555,8 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     out = tmp_path / "lde"
     run_recipe(
         "train_kd.py",
-        "ml_lde.yaml",
+        "ml.yaml",
+        "--ml_level=lde",
         f"--data_folder={tiny_data}",
         f"--output_folder={out}",
         f"--prep_folder={tmp_path}/prep",
@@ -551,7 +568,8 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
         "--teacher_channels=32",
         "--teacher_wide_channels=48",
         "--teacher_emb_dim=24",
-        "--lde_pooling={num_components: 4, reduce_size: 8}",
+        "--lde_components=4",
+        "--lde_reduce_size=8",
         *TINY_RUN,
     )
     log = (out / "train_log.txt").read_text()
@@ -571,8 +589,9 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     )
     assert type(student.mods.embedding_model).__name__ == "Xvector"
     assert student.encode_batch(torch.randn(2, 16000)).shape == (2, 1, 16)
-    # The published x-vector teacher, tapped as in ml_concat.yaml: frame-level
-    # outputs of the right shapes, the teacher's outputs unchanged.
+    # The published x-vector teacher, tapped as in ml.yaml --ml_level=concat:
+    # frame-level outputs of the right shapes, the teacher's outputs
+    # unchanged.
     plain = FrozenTeacher.from_pretrained(
         str(teacher / "pretrained"), savedir=str(tmp_path / "t1")
     )
