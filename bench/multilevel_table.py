@@ -10,7 +10,8 @@ of the cosine-scored trial list), the published
 BatchNorm statistics), ``train_log.txt`` (epochs, last validation error) and
 ``log.txt`` (wall times of the last session: training, and the whole run
 from start to publication). Prints a markdown table. Runs are trained with
-``python train_kd.py hparams/ml_<name>.yaml --data_folder=...`` in
+``python train_kd.py hparams/ml.yaml --ml_level=<level> --data_folder=...``
+(run ``ml_<level>``; ``ml_ecapa.yaml`` for ``ml_ecapa_<level>``) in
 ``recipes/MiniSpeakers``.
 """
 

@@ -3,7 +3,8 @@
 # recipes/MiniSpeakers (a run already finished is skipped):
 #   - the method table: nokd, kd, dkd, gkd, trkd x SEEDS, 4 epochs each,
 #     same ECAPA C=96 student, from the ECAPA teacher TEACHER;
-#   - the multi-level x-vector runs (ml_*.yaml, seed 1986, 4 epochs) from
+#   - the multi-level x-vector runs (ml.yaml / ml_ecapa.yaml at each
+#     --ml_level, seed 1986, 4 epochs) from
 #     the x-vector teacher (results/mini/teacher_xvector/1986/pretrained,
 #     trained first if missing).
 # Usage: bash bench/run_method_table.sh DATA_FOLDER TEACHER_PRETRAINED \
@@ -28,9 +29,12 @@ if [ ! -d results/mini/teacher_xvector/1986/pretrained ]; then
   python train_teacher.py hparams/teacher_xvector.yaml --data_folder="$data" \
     --noprogressbar
 fi
+# run folder ml_<level> / ml_ecapa_<level>: <yaml> --ml_level=<level>
 for m in ml_nokd ml_utt ml_frame ml_stats ml_lde ml_concat ml_ecapa_nokd \
     ml_ecapa_concat; do
-  run "results/mini/$m/1986" train_kd.py "hparams/$m.yaml" "${common[@]}"
+  yaml=${m%_*} level=${m##*_}
+  run "results/mini/$m/1986" train_kd.py "hparams/$yaml.yaml" \
+    --ml_level="$level" "${common[@]}"
 done
 for s in $seeds; do
   for m in nokd kd dkd trkd gkd; do

@@ -400,27 +400,31 @@ def dump(tree):
     ]
 
 
-def test_dyn_yamls_differ_only_in_target():
-    base = None
-    for name, target in (
-        ("dyn_trkd_050", 0.5),
-        ("dyn_trkd_025", 0.25),
-        ("dyn_trkd_0125", 0.125),
-    ):
-        tree = load_tree(name)
-        assert tree["flops_target"] == target
-        assert name in str(tree["output_folder"].value)
-        for key in ("flops_target", "output_folder"):
-            tree.pop(key)
-        base = base or dump(tree)
-        assert dump(tree) == base, name
-    # Same student (full width), data and TRKD as trkd.yaml
-    trkd, dyn = load_tree("trkd"), load_tree("dyn_trkd_050")
+def test_dyn_yaml_targets_and_trkd():
+    """dyn_trkd.yaml --flops_target=T (the former dyn_trkd_050/025/0125):
+    T reaches the complexity term and names the output folder; student,
+    data and TRKD as trkd.yaml."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    folders = set()
+    for target in (0.5, 0.25, 0.125):
+        with open(RECIPE / "hparams" / "dyn_trkd.yaml") as f:
+            hp = load_hyperpyyaml(
+                f, {"data_folder": "unused", "flops_target": target}
+            )
+        complexity = hp["distill_terms"]["complexity"]["fn"]
+        assert float(complexity.target) == target
+        assert complexity.model is hp["embedding_model"]
+        assert hp["output_folder"] == f"results/mini/dyn_trkd_{target}/1986"
+        assert hp["pruned_folder"].startswith(hp["output_folder"])
+        folders.add(hp["output_folder"])
+    assert len(folders) == 3
+    trkd, dyn = load_tree("trkd"), load_tree("dyn_trkd")
     for key in ("channels", "emb_dim", "seed", "lr", "number_of_epochs"):
         assert dyn[key] == trkd[key], key
-    assert dump(dyn["distill_terms"]["trkd"]) == dump(
-        trkd["distill_terms"]["trkd"]
-    )
+    assert dump(dyn["method"]) == dump(trkd["method"])
+    assert dump(dyn["tau_schedule"]) == dump(trkd["tau_schedule"])
+    assert dyn["distill_terms"]["trkd"].value == "<method[distill_terms][trkd]>"
     assert dyn["partition_T"] == trkd["partition_T"]
 
 
@@ -469,7 +473,8 @@ def test_dynamic_student_end_to_end(tiny_data, tmp_path):
     prep, teacher = random_teacher(tiny_data, tmp_path)
     out = tmp_path / "dyn"
     args = [
-        "hparams/dyn_trkd_025.yaml",
+        "hparams/dyn_trkd.yaml",
+        "--flops_target=0.25",
         f"--data_folder={tiny_data}",
         f"--output_folder={out}",
         f"--prep_folder={prep}",

@@ -29,20 +29,26 @@ from speechbrain_kd.taps import LayerTaps
 from speechbrain_kd.terms import build_terms, provided_inputs
 
 HPARAMS = RECIPE / "hparams"
+# Variants: ml.yaml (x-vector student) and ml_ecapa.yaml (ECAPA student)
+# at one ml_level each (the former ml_<level>.yaml, ml_ecapa_<level>.yaml)
 XV_STUDENTS = ("nokd", "utt", "frame", "stats", "lde", "concat")
 ECAPA_STUDENTS = ("ecapa_nokd", "ecapa_concat")
 ALL_STUDENTS = XV_STUDENTS + ECAPA_STUDENTS
-# Keys of the "Distillation" section, allowed to differ between variants
+# Keys of the distillation, allowed to differ between levels
 METHOD_KEYS = {
+    "ml_level",
     "output_folder",
     "distill_terms",
     "teacher_taps",
     "student_taps",
-    "stats_pooling",
-    "lde_pooling",
-    "narrow_pooling",
-    "wide_pooling",
 }
+
+
+def variant(name):
+    """``(yaml, ml_level)`` of a variant, e.g. ``ecapa_concat``."""
+    if name.startswith("ecapa_"):
+        return "ml_ecapa", name[len("ecapa_") :]
+    return "ml", name
 
 
 def load_hparams(name, **overrides):
@@ -50,6 +56,11 @@ def load_hparams(name, **overrides):
 
     with open(HPARAMS / f"{name}.yaml") as f:
         return load_hyperpyyaml(f, {"data_folder": "unused", **overrides})
+
+
+def load_variant(name, **overrides):
+    yaml, level = variant(name)
+    return load_hparams(yaml, ml_level=level, **overrides)
 
 
 # --------------------------------------------------------------- distances
@@ -396,7 +407,14 @@ def test_terms_receive_taps_and_combine_with_logit_kd():
 
 
 def strip(name):
-    tree = ruamel.yaml.YAML().load((HPARAMS / f"{name}.yaml").read_text())
+    """The resolved tree of a variant (fragments included) but its
+    distillation keys, as YAML lines."""
+    from hyperpyyaml import resolve_references
+
+    yaml, level = variant(name)
+    overrides = {"data_folder": "x", "output_folder": "x", "ml_level": level}
+    with open(HPARAMS / f"{yaml}.yaml") as f:
+        tree = ruamel.yaml.YAML().load(resolve_references(f, overrides))
     tree = copy.deepcopy(tree)
     for key in METHOD_KEYS:
         tree.pop(key, None)
@@ -411,9 +429,9 @@ def strip(name):
 
 @pytest.mark.parametrize("family", [XV_STUDENTS, ECAPA_STUDENTS])
 def test_ml_variants_differ_only_in_distillation(family):
-    base = strip(f"ml_{family[0]}")
+    base = strip(family[0])
     for name in family[1:]:
-        assert strip(f"ml_{name}") == base, name
+        assert strip(name) == base, name
 
 
 def test_teacher_xvector_yaml_mirrors_the_ecapa_teacher():
@@ -441,9 +459,7 @@ def teacher_model():
 def all_teacher_taps():
     taps = {}
     for name in ALL_STUDENTS:
-        tree = ruamel.yaml.YAML().load(
-            (HPARAMS / f"ml_{name}.yaml").read_text()
-        )
+        tree = load_variant(name)
         for alias, path in (tree.get("teacher_taps") or {}).items():
             assert taps.setdefault(alias, path) == path, alias
     return taps
@@ -478,7 +494,7 @@ def test_ml_yaml_terms_run_on_teacher_taps(name, teacher_model):
     """Every variant's terms, fed by the real teacher architecture's taps,
     give a finite loss whose gradient reaches the student."""
     teacher, n_teacher, teacher_features = teacher_model
-    hp = load_hparams(f"ml_{name}")
+    hp = load_variant(name)
     student = hp["embedding_model"]
     n_student = sum(p.numel() for p in student.parameters())
     assert n_student <= 0.15 * n_teacher, n_student
@@ -538,7 +554,8 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     out = tmp_path / "lde"
     run_recipe(
         "train_kd.py",
-        "ml_lde.yaml",
+        "ml.yaml",
+        "--ml_level=lde",
         f"--data_folder={tiny_data}",
         f"--output_folder={out}",
         f"--prep_folder={tmp_path}/prep",
@@ -550,7 +567,8 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
         "--teacher_channels=32",
         "--teacher_wide_channels=48",
         "--teacher_emb_dim=24",
-        "--lde_pooling={num_components: 4, reduce_size: 8}",
+        "--lde_components=4",
+        "--lde_reduce_size=8",
         *TINY_RUN,
     )
     log = (out / "train_log.txt").read_text()
@@ -570,8 +588,9 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     )
     assert type(student.mods.embedding_model).__name__ == "Xvector"
     assert student.encode_batch(torch.randn(2, 16000)).shape == (2, 1, 16)
-    # The published x-vector teacher, tapped as in ml_concat.yaml: frame-level
-    # outputs of the right shapes, the teacher's outputs unchanged.
+    # The published x-vector teacher, tapped as in ml.yaml --ml_level=concat:
+    # frame-level outputs of the right shapes, the teacher's outputs
+    # unchanged.
     plain = FrozenTeacher.from_pretrained(
         str(teacher / "pretrained"), savedir=str(tmp_path / "t1")
     )

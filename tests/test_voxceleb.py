@@ -437,6 +437,7 @@ def without_method(tree):
         "tau_schedule",
         "partition_T",
         "kd_warmup",
+        "method",
         "output_folder",
     ):
         tree.pop(key, None)

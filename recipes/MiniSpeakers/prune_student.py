@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Prunes a trained dynamic-width student into a plain, smaller ECAPA-TDNN.
 
-    python train_kd.py hparams/dyn_trkd_050.yaml --data_folder=PATH
-    python prune_student.py hparams/dyn_trkd_050.yaml --data_folder=PATH
+    python train_kd.py hparams/dyn_trkd.yaml --data_folder=PATH \
+        --flops_target=0.5
+    python prune_student.py hparams/dyn_trkd.yaml --data_folder=PATH \
+        --flops_target=0.5
 
 Give the same YAML and overrides as ``train_kd.py``. The student that
 ``train_kd.py`` published in ``pretrained_folder`` (a
