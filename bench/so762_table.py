@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""The speechocean762 method table, with intervals, and its plots.
+
+Reads the run records of ``bench/runs/so762/<row>/<seed>/``
+(``verification.json``, ``replicates.json`` from ``so762_replicates.py``,
+``train_log.txt``, ``card.md``) and prints a Markdown table:
+
+- EER and minDCF (normalised, p_target 0.01) on the speechocean762 test
+  trials: mean +- standard deviation over seeds, and the 95 % interval of
+  the seed mean by bootstrap over test speakers (replicate ``b`` of every
+  run is the same resample of speakers: the seed mean is taken replicate
+  by replicate);
+- the paired difference to no KD (the same seeds only): per replicate, the
+  mean over common seeds of (row - no KD), its 95 % interval and the
+  relative change;
+- the mini corpus' trials, reported separately (EER mean over seeds).
+
+With ``--figures DIR`` (matplotlib) it also draws the DET curves (seed
+1986), EER vs parameters, and tau and the confusion-set size |F| over
+training (TRKD rows).
+
+    python bench/so762_table.py [--runs DIR] [--figures bench/figures]
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy
+
+ROWS = (
+    ("nokd", "no KD"),
+    ("kd", "KD (T=4)"),
+    ("dkd", "DKD (alpha 1, beta 8, T=4)"),
+    ("gkd", "GKD (90 %, T=4)"),
+    ("trkd", "TRKD, triage at T (tau 1 -> 0.05, epochs 1-4)"),
+    ("trkd_T1", "TRKD, triage at temperature 1"),
+    ("trkd_fixed_tau", "TRKD, fixed tau = 0.05 from the start"),
+)
+
+
+def load_runs(root):
+    """``{row: {seed: record}}`` of the finished runs under ``root``."""
+    runs = {}
+    for row in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        for seed in sorted(os.listdir(os.path.join(root, row))):
+            folder = os.path.join(root, row, seed)
+            rep = os.path.join(folder, "replicates.json")
+            ver = os.path.join(folder, "verification.json")
+            if not (os.path.isfile(rep) and os.path.isfile(ver)):
+                continue
+            with open(rep) as f:
+                record = {"replicates": json.load(f)}
+            with open(ver) as f:
+                record["verification"] = json.load(f)
+            record["folder"] = folder
+            runs.setdefault(row, {})[seed] = record
+    return runs
+
+
+def figures_of(record, model="student", trial_list="trials"):
+    """The replicates entry of one model and trial list, or None."""
+    return record["replicates"]["models"].get(model, {}).get(trial_list)
+
+
+def parameters(folder):
+    """The embedding model's parameter count from the run's model card."""
+    path = os.path.join(folder, "card.md")
+    if not os.path.isfile(path):
+        return None
+    match = re.search(r"parameters[^|]*\|\s*([\d,]+)", open(path).read())
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+def seed_mean(records, key, trial_list="trials", model="student"):
+    """Per-replicate mean over seeds (array) and the per-seed values."""
+    reps, values = [], []
+    for record in records:
+        fig = figures_of(record, model, trial_list)
+        reps.append(
+            [numpy.nan if v is None else v for v in fig[f"{key}_replicates"]]
+        )
+        values.append(fig[key])
+    return numpy.nanmean(numpy.asarray(reps, float), axis=0), values
+
+
+def ci(values):
+    """95 % percentile interval of bootstrap values."""
+    low, high = numpy.nanpercentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def table(runs):
+    """The Markdown lines of the table."""
+    header = (
+        "method",
+        "seeds",
+        "EER % (mean +- std)",
+        "EER 95 % CI",
+        "minDCF (mean +- std)",
+        "minDCF 95 % CI",
+        "paired dEER vs no KD [95 % CI] (seeds)",
+        "relative",
+        "dminDCF vs no KD [95 % CI]",
+        "mini EER %",
+    )
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    base = runs.get("nokd", {})
+    teacher = None
+    for row in runs.values():
+        for record in row.values():
+            if figures_of(record, "teacher"):
+                teacher = record
+                break
+        if teacher:
+            break
+    if teacher:
+        t = figures_of(teacher, "teacher")
+        t_ci = ci(t["EER_replicates"])
+        d_ci = ci(t["minDCF_norm_replicates"])
+        mini = figures_of(teacher, "teacher", "mini")
+        mini = f"{mini['EER']:.2f}" if mini else ""
+        lines.append(
+            f"| teacher ECAPA C=256 (8 epochs) | 1 | {t['EER']:.2f} | "
+            f"[{t_ci[0]:.2f}, {t_ci[1]:.2f}] | {t['minDCF_norm']:.3f} | "
+            f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | | | | {mini} |"
+        )
+    for key, label in ROWS:
+        if key not in runs:
+            continue
+        seeds = sorted(runs[key])
+        records = [runs[key][s] for s in seeds]
+        eer_rep, eers = seed_mean(records, "EER")
+        dcf_rep, dcfs = seed_mean(records, "minDCF_norm")
+        e_ci, d_ci = ci(eer_rep), ci(dcf_rep)
+        std = lambda v: numpy.std(v, ddof=1) if len(v) > 1 else float("nan")  # noqa: E731
+        paired = rel = dpaired = ""
+        common = [s for s in seeds if s in base]
+        if key != "nokd" and common:
+            b_eer, b_vals = seed_mean([base[s] for s in common], "EER")
+            r_eer, r_vals = seed_mean([runs[key][s] for s in common], "EER")
+            b_dcf, _ = seed_mean([base[s] for s in common], "minDCF_norm")
+            r_dcf, _ = seed_mean([runs[key][s] for s in common], "minDCF_norm")
+            diff = numpy.mean(r_vals) - numpy.mean(b_vals)
+            lo, hi = ci(r_eer - b_eer)
+            paired = f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({len(common)})"
+            rel = f"{100 * diff / numpy.mean(b_vals):+.1f} %"
+            ddiff = numpy.mean(
+                [figures_of(runs[key][s])["minDCF_norm"] for s in common]
+            ) - numpy.mean([figures_of(base[s])["minDCF_norm"] for s in common])
+            dlo, dhi = ci(r_dcf - b_dcf)
+            dpaired = f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
+        minis = [figures_of(r, "student", "mini") for r in records]
+        mini = (
+            f"{numpy.mean([m['EER'] for m in minis]):.2f}" if all(minis) else ""
+        )
+        lines.append(
+            f"| {label} | {len(seeds)} | {numpy.mean(eers):.2f} +- "
+            f"{std(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
+            f"{numpy.mean(dcfs):.3f} +- {std(dcfs):.3f} | "
+            f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | {paired} | {rel} | "
+            f"{dpaired} | {mini} |"
+        )
+    return lines, teacher
+
+
+def draw(runs, teacher, folder):
+    """DET curves, EER vs parameters, tau and |F| over training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    from speechbrain_kd.train_log import read_train_log
+
+    os.makedirs(folder, exist_ok=True)
+    probit = lambda p: norm.ppf(numpy.clip(p, 1e-4, 1 - 1e-4))  # noqa: E731
+    fig, ax = plt.subplots(figsize=(5, 5))
+    curves = [("teacher", figures_of(teacher, "teacher"))] if teacher else []
+    for key, label in ROWS:
+        record = runs.get(key, {}).get("1986")
+        if record:
+            curves.append(
+                (
+                    label.split(" (")[0].split(",")[0]
+                    + (
+                        ""
+                        if key in ("nokd", "kd", "dkd", "gkd", "trkd")
+                        else " " + key[5:]
+                    ),
+                    figures_of(record),
+                )
+            )
+    for label, fig_ in curves:
+        det = numpy.asarray(fig_["det"])
+        ax.plot(probit(det[:, 0]), probit(det[:, 1]), label=label)
+    ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
+    ax.set_xticks(probit(ticks), [f"{100 * t:g}" for t in ticks])
+    ax.set_yticks(probit(ticks), [f"{100 * t:g}" for t in ticks])
+    ax.set_xlim(probit(0.005), probit(0.5))
+    ax.set_ylim(probit(0.005), probit(0.5))
+    ax.set_xlabel("false accept rate (%)")
+    ax.set_ylabel("false reject rate (%)")
+    ax.set_title("speechocean762 test, seed 1986")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "so762_det.png"), dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for key, label in ROWS:
+        for seed, record in sorted(runs.get(key, {}).items()):
+            params = parameters(record["folder"])
+            if params:
+                ax.scatter(
+                    params,
+                    figures_of(record)["EER"],
+                    s=12,
+                    label=label.split(" (")[0] if seed == "1986" else None,
+                )
+    teacher_card = (
+        os.path.join(
+            os.path.dirname(
+                os.path.dirname(os.path.dirname(teacher["folder"]))
+            ),
+            "teacher_ecapa",
+            "1986",
+        )
+        if teacher
+        else None
+    )
+    if teacher_card and parameters(teacher_card):
+        ax.scatter(
+            parameters(teacher_card),
+            figures_of(teacher, "teacher")["EER"],
+            marker="*",
+            s=60,
+            label="teacher",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (embedding model)")
+    ax.set_ylabel("EER (%)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "so762_eer_vs_params.png"), dpi=120)
+    plt.close(fig)
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.5))
+    for key in ("trkd", "trkd_T1", "trkd_fixed_tau"):
+        record = runs.get(key, {}).get("1986")
+        if not record:
+            continue
+        log = read_train_log(os.path.join(record["folder"], "train_log.txt"))
+        epochs = [e["epoch"] for e in log]
+        ax1.plot(
+            epochs, [e.get("tau", numpy.nan) for e in log], "o-", label=key
+        )
+        ax2.plot(
+            epochs,
+            [e.get("train trkd_F_mean", numpy.nan) for e in log],
+            "o-",
+            label=key,
+        )
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("tau")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("mean |F| (confusion set)")
+    ax2.set_yscale("log")
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "so762_tau_F.png"), dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", default="bench/runs/so762/tab")
+    parser.add_argument("--figures", default=None)
+    args = parser.parse_args(argv)
+    runs = load_runs(args.runs)
+    lines, teacher = table(runs)
+    print("\n".join(lines))
+    if args.figures:
+        draw(runs, teacher, args.figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""bench/so762_replicates.py and bench/so762_table.py on fabricated runs."""
+
+import json
+import pathlib
+import sys
+
+import numpy
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import so762_replicates  # noqa: E402
+import so762_table  # noqa: E402
+
+from speechbrain_kd.data import write_csv  # noqa: E402
+
+
+def fake_run(folder, shift, rng, speakers=12, per=6):
+    """Score files of a run: target scores shifted up by ``shift``."""
+    ids = [f"s{s}_u{u}" for s in range(speakers) for u in range(per)]
+    lines = {"trials": [], "mini": []}
+    for i, e in enumerate(ids):
+        for t in ids[i + 1 : i + 8]:
+            label = int(e.split("_")[0] == t.split("_")[0])
+            score = rng.normal(shift * label, 1.0)
+            lines["trials"].append(f"{e} {t} {label} {score:.6f}\n")
+    lines["mini"] = lines["trials"][:200]
+    (folder / "scores").mkdir(parents=True)
+    for model in ("student", "teacher"):
+        for name, rows in lines.items():
+            (folder / "scores" / f"{model}_{name}_cosine.txt").write_text(
+                "".join(rows)
+            )
+    return ids
+
+
+def test_replicates_and_table(tmp_path):
+    rng = numpy.random.default_rng(0)
+    runs = tmp_path / "runs"
+    ids = None
+    for row, shift in (("nokd", 1.0), ("trkd", 2.5)):
+        for seed in ("1986", "1987"):
+            src = tmp_path / "results" / row / seed
+            ids = fake_run(src, shift, rng)
+            csv = tmp_path / "test.csv"
+            write_csv(
+                [
+                    dict(ID=i, duration=1.0, wav="x.wav", start=0,
+                         stop=16000, spk_id=i.split("_")[0])
+                    for i in ids
+                ],
+                csv,
+            )  # fmt: skip
+            dest = runs / row / seed
+            dest.mkdir(parents=True)
+            (dest / "verification.json").write_text("{}\n")
+            so762_replicates.main(
+                [str(src), "--test_csv", str(csv), "--num", "50",
+                 "--out", str(dest / "replicates.json")]
+            )  # fmt: skip
+    record = json.loads(
+        (runs / "trkd" / "1986" / "replicates.json").read_text()
+    )
+    student = record["models"]["student"]["trials"]
+    assert len(student["EER_replicates"]) == 50
+    assert student["speakers"] == 12
+    assert len(student["det"]) == 60
+    # the same resamples in every run: replicate b is paired
+    lines, teacher = so762_table.table(so762_table.load_runs(runs))
+    assert teacher is not None
+    trkd = next(
+        line for line in lines if line.startswith("| TRKD, triage at T")
+    )
+    cells = [c.strip() for c in trkd.split("|")[1:-1]]
+    assert cells[1] == "2"
+    paired = cells[6]
+    diff, low, high = (float(x) for x in paired.replace("[", " ").replace(
+        "]", " ").replace(",", " ").split()[:3])  # fmt: skip
+    # better-separated scores: lower EER, interval below zero
+    assert diff < 0 and low <= diff <= high < 0
+
+
+def test_replicates_refuse_unknown_speakers(tmp_path):
+    rng = numpy.random.default_rng(1)
+    src = tmp_path / "run"
+    fake_run(src, 1.0, rng)
+    csv = tmp_path / "test.csv"
+    write_csv(
+        [dict(ID="other", duration=1.0, wav="x.wav", start=0, stop=16000,
+              spk_id="z")],
+        csv,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="enrolment IDs not in the test"):
+        so762_replicates.main(
+            [str(src), "--test_csv", str(csv), "--out", str(tmp_path / "o")]
+        )
