@@ -88,6 +88,8 @@ class SpeakerBrain(
         state of every process is added to it.
     """
 
+    terms = ()  # distillation terms: none (see KDBrain)
+
     def __init__(
         self,
         modules=None,
@@ -98,7 +100,6 @@ class SpeakerBrain(
     ):
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
         self.logit_scale = float(self.hparams_get("logit_scale", 30.0))
-        self.terms = getattr(self, "terms", [])
         self.train_dataset = None  # an EpochDataset, set by make_dataloader
         self.loss_stats = {}
         if checkpointer is not None:
