@@ -74,6 +74,12 @@ def parameters(folder):
     return int(match.group(1).replace(",", "")) if match else None
 
 
+def count(folder):
+    """``parameters(folder)`` with thousands separators, or empty."""
+    n = parameters(folder) if folder else None
+    return f"{n:,}" if n else ""
+
+
 def seed_mean(records, key, trial_list="trials", model="student"):
     """Per-replicate mean over seeds (array) and the per-seed values."""
     reps, values = [], []
@@ -92,8 +98,9 @@ def ci(values):
     return float(low), float(high)
 
 
-def table(runs):
-    """The Markdown lines of the table."""
+def table(runs, teacher_folder=None):
+    """The Markdown lines of the table (``teacher_folder``: the teacher's
+    run record, for its parameter count)."""
     header = (
         "method",
         "seeds",
@@ -105,6 +112,7 @@ def table(runs):
         "relative",
         "dminDCF vs no KD [95 % CI]",
         "mini EER %",
+        "params",
     )
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     base = runs.get("nokd", {})
@@ -125,7 +133,8 @@ def table(runs):
         lines.append(
             f"| teacher ECAPA C=256 (8 epochs) | 1 | {t['EER']:.2f} | "
             f"[{t_ci[0]:.2f}, {t_ci[1]:.2f}] | {t['minDCF_norm']:.3f} | "
-            f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | | | | {mini} |"
+            f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | | | | {mini} | "
+            f"{count(teacher_folder)} |"
         )
     for key, label in ROWS:
         if key not in runs:
@@ -161,7 +170,7 @@ def table(runs):
             f"{std(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
             f"{numpy.mean(dcfs):.3f} +- {std(dcfs):.3f} | "
             f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | {paired} | {rel} | "
-            f"{dpaired} | {mini} |"
+            f"{dpaired} | {mini} | {count(records[0]['folder'])} |"
         )
     return lines, teacher
 
@@ -281,7 +290,10 @@ def main(argv=None):
     parser.add_argument("--figures", default=None)
     args = parser.parse_args(argv)
     runs = load_runs(args.runs)
-    lines, teacher = table(runs)
+    teacher_folder = os.path.join(
+        os.path.dirname(os.path.abspath(args.runs)), "teacher_ecapa", "1986"
+    )
+    lines, teacher = table(runs, teacher_folder)
     print("\n".join(lines))
     if args.figures:
         draw(runs, teacher, args.figures)
