@@ -98,6 +98,66 @@ def ci(values):
     return float(low), float(high)
 
 
+def paired_difference(runs, row, other):
+    """Paired difference ``row - other`` over their common seeds.
+
+    Returns
+    -------
+    tuple or None
+        ``(seeds, dEER, EER interval, other's mean EER, dminDCF, minDCF
+        interval)``; None without a common seed.
+    """
+    common = sorted(set(runs.get(row, {})) & set(runs.get(other, {})))
+    if not common:
+        return None
+    a = [runs[row][s] for s in common]
+    b = [runs[other][s] for s in common]
+    a_eer, a_vals = seed_mean(a, "EER")
+    b_eer, b_vals = seed_mean(b, "EER")
+    a_dcf, a_dcfs = seed_mean(a, "minDCF_norm")
+    b_dcf, b_dcfs = seed_mean(b, "minDCF_norm")
+    return (
+        len(common),
+        float(numpy.mean(a_vals) - numpy.mean(b_vals)),
+        ci(a_eer - b_eer),
+        float(numpy.mean(b_vals)),
+        float(numpy.mean(a_dcfs) - numpy.mean(b_dcfs)),
+        ci(a_dcf - b_dcf),
+    )
+
+
+PAIRS = (
+    ("trkd", "kd"),
+    ("trkd", "dkd"),
+    ("dkd", "kd"),
+    ("gkd", "kd"),
+    ("trkd_T1", "trkd"),
+    ("trkd_fixed_tau", "trkd"),
+)
+
+
+def pairs_table(runs):
+    """Markdown lines of the paired differences between methods."""
+    names = dict(ROWS)
+    lines = [
+        "| difference | seeds | dEER % [95 % CI] | relative | "
+        "dminDCF [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for row, other in PAIRS:
+        found = paired_difference(runs, row, other)
+        if not found:
+            continue
+        n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
+        lines.append(
+            f"| {names[row].split(' (')[0]} - {names[other].split(' (')[0]} "
+            f"| {n} | {diff:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
+            f"{100 * diff / base_mean:+.1f} % | "
+            f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}] |"
+        )
+    return lines
+
+
 def table(runs, teacher_folder=None):
     """The Markdown lines of the table (``teacher_folder``: the teacher's
     run record, for its parameter count)."""
@@ -115,7 +175,6 @@ def table(runs, teacher_folder=None):
         "params",
     )
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    base = runs.get("nokd", {})
     teacher = None
     for row in runs.values():
         for record in row.values():
@@ -146,21 +205,13 @@ def table(runs, teacher_folder=None):
         e_ci, d_ci = ci(eer_rep), ci(dcf_rep)
         std = lambda v: numpy.std(v, ddof=1) if len(v) > 1 else float("nan")  # noqa: E731
         paired = rel = dpaired = ""
-        common = [s for s in seeds if s in base]
-        if key != "nokd" and common:
-            b_eer, b_vals = seed_mean([base[s] for s in common], "EER")
-            r_eer, r_vals = seed_mean([runs[key][s] for s in common], "EER")
-            b_dcf, _ = seed_mean([base[s] for s in common], "minDCF_norm")
-            r_dcf, _ = seed_mean([runs[key][s] for s in common], "minDCF_norm")
-            diff = numpy.mean(r_vals) - numpy.mean(b_vals)
-            lo, hi = ci(r_eer - b_eer)
-            paired = f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({len(common)})"
-            rel = f"{100 * diff / numpy.mean(b_vals):+.1f} %"
-            ddiff = numpy.mean(
-                [figures_of(runs[key][s])["minDCF_norm"] for s in common]
-            ) - numpy.mean([figures_of(base[s])["minDCF_norm"] for s in common])
-            dlo, dhi = ci(r_dcf - b_dcf)
-            dpaired = f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
+        if key != "nokd":
+            found = paired_difference(runs, key, "nokd")
+            if found:
+                n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
+                paired = f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})"
+                rel = f"{100 * diff / base_mean:+.1f} %"
+                dpaired = f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
         minis = [figures_of(r, "student", "mini") for r in records]
         mini = (
             f"{numpy.mean([m['EER'] for m in minis]):.2f}" if all(minis) else ""
@@ -295,6 +346,8 @@ def main(argv=None):
     )
     lines, teacher = table(runs, teacher_folder)
     print("\n".join(lines))
+    print()
+    print("\n".join(pairs_table(runs)))
     if args.figures:
         draw(runs, teacher, args.figures)
     return 0
