@@ -226,7 +226,7 @@ def table(runs, teacher_folder=None):
     return lines, teacher
 
 
-def draw(runs, teacher, folder):
+def draw(runs, teacher, folder, teacher_folder=None):
     """DET curves, EER vs parameters, tau and |F| over training."""
     import matplotlib
 
@@ -281,17 +281,7 @@ def draw(runs, teacher, folder):
                     s=12,
                     label=label.split(" (")[0] if seed == "1986" else None,
                 )
-    teacher_card = (
-        os.path.join(
-            os.path.dirname(
-                os.path.dirname(os.path.dirname(teacher["folder"]))
-            ),
-            "teacher_ecapa",
-            "1986",
-        )
-        if teacher
-        else None
-    )
+    teacher_card = teacher_folder if teacher else None
     if teacher_card and parameters(teacher_card):
         ax.scatter(
             parameters(teacher_card),
@@ -349,7 +339,7 @@ def main(argv=None):
     print()
     print("\n".join(pairs_table(runs)))
     if args.figures:
-        draw(runs, teacher, args.figures)
+        draw(runs, teacher, args.figures, teacher_folder)
     return 0
 
 
