@@ -10,6 +10,8 @@
 # trained first if missing (ECAPA C=256, 8 epochs, 2-s crops). Students:
 # ECAPA C=96, 4 epochs, 2-s crops, 8 views per segment shared by every
 # seed (views_seed 1986) and one teacher cache for all KD runs.
+# A run already recorded in bench/runs/so762/tab is skipped too (the
+# records are committed, the checkpoints are not): RERUN=1 retrains it.
 # Then: python bench/so762_table.py --figures bench/figures
 set -euo pipefail
 so762=$(realpath "$1")
@@ -40,6 +42,8 @@ run() {  # row yaml seed options...
   local out=results/so762/tab/$row/$seed
   if [ -f "$out/verification.json" ] && grep -q student "$out/verification.json"; then
     echo "done: $out"; return; fi
+  if [ -z "${RERUN:-}" ] && [ -f "$bench/runs/so762/tab/$row/$seed/verification.json" ]; then
+    echo "recorded: bench/runs/so762/tab/$row/$seed (RERUN=1 retrains)"; return; fi
   echo "$(date -u +%FT%TZ) start $out"
   local t0; t0=$(date +%s)
   python train_kd.py "hparams/$yaml" "${common[@]}" --seed="$seed" "$@" \
