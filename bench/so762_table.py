@@ -98,8 +98,9 @@ def ci(values):
     return float(low), float(high)
 
 
-def paired_difference(runs, row, other):
-    """Paired difference ``row - other`` over their common seeds.
+def paired_difference(runs, row, other, models=("student", "student")):
+    """Paired difference ``row - other`` over their common seeds
+    (``models``: the model of each row's record, e.g. ``pruned``).
 
     Returns
     -------
@@ -112,10 +113,10 @@ def paired_difference(runs, row, other):
         return None
     a = [runs[row][s] for s in common]
     b = [runs[other][s] for s in common]
-    a_eer, a_vals = seed_mean(a, "EER")
-    b_eer, b_vals = seed_mean(b, "EER")
-    a_dcf, a_dcfs = seed_mean(a, "minDCF_norm")
-    b_dcf, b_dcfs = seed_mean(b, "minDCF_norm")
+    a_eer, a_vals = seed_mean(a, "EER", model=models[0])
+    b_eer, b_vals = seed_mean(b, "EER", model=models[1])
+    a_dcf, a_dcfs = seed_mean(a, "minDCF_norm", model=models[0])
+    b_dcf, b_dcfs = seed_mean(b, "minDCF_norm", model=models[1])
     return (
         len(common),
         float(numpy.mean(a_vals) - numpy.mean(b_vals)),
@@ -155,6 +156,109 @@ def pairs_table(runs):
             f"{100 * diff / base_mean:+.1f} % | "
             f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}] |"
         )
+    return lines
+
+
+TARGETS = ("0.5", "0.25", "0.125")
+EXTRA = (
+    ("mixer_trkd", "MLP-Mixer student, TRKD at T", "student"),
+    ("trkd_tau_end0.5", "TRKD, milder cut (tau 1 -> 0.5)", "student"),
+    ("trkd_linear", "TRKD, linear curriculum (tau 1 -> 0.05)", "student"),
+)
+
+
+def card_figure(folder, name, card="card.md"):
+    """The number in the model card row that starts with ``name``."""
+    path = os.path.join(folder, card)
+    if not os.path.isfile(path):
+        return None
+    match = re.search(
+        rf"\| {re.escape(name)}[^|]*\|\s*([\d,.]+)", open(path).read()
+    )
+    return float(match.group(1).replace(",", "")) if match else None
+
+
+def option(folder, key):
+    """The value of ``--key=`` in the run's ``command.txt``, or None."""
+    path = os.path.join(folder, "command.txt")
+    if not os.path.isfile(path):
+        return None
+    match = re.search(rf"--{key}=(\S+)", open(path).read())
+    return match.group(1) if match else None
+
+
+def extra_rows():
+    """``(row, label, model, card)`` of the one-seed rows, in order."""
+    rows = []
+    for t in TARGETS:
+        rows.append(
+            (f"dyn_{t}", f"learned width, FLOPs target {t} (pruned)",
+             "pruned", "card_pruned.md")
+        )  # fmt: skip
+        rows.append((f"fixed_{t}", "fixed width C={C}", "student", "card.md"))
+    return rows + [
+        (key, label, model, "card.md") for key, label, model in EXTRA
+    ]
+
+
+def extra_table(runs, extra):
+    """Markdown lines of the one-seed rows (``extra``: their records),
+    each with its paired difference to no KD and to TRKD at T of the
+    table on the same seeds, and the learned - fixed width differences."""
+    merged = dict(runs, **extra)
+    header = (
+        "student", "seeds", "EER %", "EER 95 % CI", "minDCF",
+        "dEER vs no KD [95 % CI]", "dEER vs TRKD at T [95 % CI]",
+        "params", "MACs / 3 s",
+    )  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    pairs = []
+    for key, label, model, card in extra_rows():
+        if key not in extra:
+            continue
+        seeds = sorted(extra[key])
+        records = [extra[key][s] for s in seeds]
+        folder = records[0]["folder"]
+        eer_rep, eers = seed_mean(records, "EER", model=model)
+        dcf_rep, dcfs = seed_mean(records, "minDCF_norm", model=model)
+        e_ci = ci(eer_rep)
+        label = label.format(C=option(folder, "channels"))
+        cells = []
+        for other in ("nokd", "trkd"):
+            found = paired_difference(merged, key, other, (model, "student"))
+            if found:
+                n, diff, (lo, hi) = found[:3]
+                cells.append(f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})")
+            else:
+                cells.append("")
+        params = card_figure(folder, "embedding model parameters", card)
+        macs = card_figure(folder, "MACs per 3 s", card)
+        lines.append(
+            f"| {label} | {len(seeds)} | {numpy.mean(eers):.2f} | "
+            f"[{e_ci[0]:.2f}, {e_ci[1]:.2f}] | {numpy.mean(dcfs):.3f} | "
+            f"{cells[0]} | {cells[1]} | "
+            f"{f'{params:,.0f}' if params else ''} | "
+            f"{f'{macs:.1f} M' if macs else ''} |"
+        )
+        if key.startswith("fixed_") and f"dyn_{key[6:]}" in extra:
+            found = paired_difference(
+                merged, f"dyn_{key[6:]}", key, ("pruned", "student")
+            )
+            if found:
+                n, diff, (lo, hi), base, ddiff, (dlo, dhi) = found
+                pairs.append(
+                    f"| learned width {key[6:]} - {label} | {n} | "
+                    f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
+                    f"{100 * diff / base:+.1f} % | "
+                    f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}] |"
+                )
+    if pairs:
+        lines += [
+            "",
+            "| difference | seeds | dEER % [95 % CI] | relative | "
+            "dminDCF [95 % CI] |",
+            "|---|---|---|---|---|",
+        ] + pairs
     return lines
 
 
@@ -328,9 +432,18 @@ def draw(runs, teacher, folder, teacher_folder=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="bench/runs/so762/tab")
+    parser.add_argument(
+        "--extra",
+        default=None,
+        help="records of the one-seed rows (default: extra/ beside --runs)",
+    )
     parser.add_argument("--figures", default=None)
     args = parser.parse_args(argv)
     runs = load_runs(args.runs)
+    extra = load_runs(
+        args.extra
+        or os.path.join(os.path.dirname(os.path.abspath(args.runs)), "extra")
+    )
     teacher_folder = os.path.join(
         os.path.dirname(os.path.abspath(args.runs)), "teacher_ecapa", "1986"
     )
@@ -338,6 +451,9 @@ def main(argv=None):
     print("\n".join(lines))
     print()
     print("\n".join(pairs_table(runs)))
+    if extra:
+        print()
+        print("\n".join(extra_table(runs, extra)))
     if args.figures:
         draw(runs, teacher, args.figures, teacher_folder)
     return 0

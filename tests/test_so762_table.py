@@ -16,7 +16,8 @@ import so762_table  # noqa: E402
 from speechbrain_kd.data import write_csv  # noqa: E402
 
 
-def fake_run(folder, shift, rng, speakers=12, per=6):
+def fake_run(folder, shift, rng, speakers=12, per=6,
+             models=("student", "teacher")):  # fmt: skip
     """Score files of a run: target scores shifted up by ``shift``."""
     ids = [f"s{s}_u{u}" for s in range(speakers) for u in range(per)]
     lines = {"trials": [], "mini": []}
@@ -27,7 +28,7 @@ def fake_run(folder, shift, rng, speakers=12, per=6):
             lines["trials"].append(f"{e} {t} {label} {score:.6f}\n")
     lines["mini"] = lines["trials"][:200]
     (folder / "scores").mkdir(parents=True)
-    for model in ("student", "teacher"):
+    for model in models:
         for name, rows in lines.items():
             (folder / "scores" / f"{model}_{name}_cosine.txt").write_text(
                 "".join(rows)
@@ -95,3 +96,64 @@ def test_replicates_refuse_unknown_speakers(tmp_path):
         so762_replicates.main(
             [str(src), "--test_csv", str(csv), "--out", str(tmp_path / "o")]
         )
+
+
+def test_extra_table_pairs_learned_and_fixed_widths(tmp_path):
+    rng = numpy.random.default_rng(2)
+    csv = tmp_path / "test.csv"
+    runs = {"tab": tmp_path / "tab", "extra": tmp_path / "extra"}
+    rows = (
+        ("tab", "nokd", 1.0, ("student", "teacher")),
+        ("tab", "trkd", 1.5, ("student",)),
+        ("extra", "dyn_0.5", 3.0, ("student", "pruned")),
+        ("extra", "fixed_0.5", 1.0, ("student",)),
+    )
+    for kind, row, shift, models in rows:
+        src = tmp_path / "results" / row
+        ids = fake_run(src, shift, rng, models=models)
+        write_csv(
+            [
+                dict(ID=i, duration=1.0, wav="x.wav", start=0,
+                     stop=16000, spk_id=i.split("_")[0])
+                for i in ids
+            ],
+            csv,
+        )  # fmt: skip
+        dest = runs[kind] / row / "1986"
+        dest.mkdir(parents=True)
+        (dest / "verification.json").write_text("{}\n")
+        so762_replicates.main(
+            [str(src), "--test_csv", str(csv), "--num", "40",
+             "--out", str(dest / "replicates.json")]
+        )  # fmt: skip
+    fixed = runs["extra"] / "fixed_0.5" / "1986"
+    (fixed / "command.txt").write_text("train_kd.py x\n--channels=48\n")
+    (fixed / "card.md").write_text(
+        "| embedding model parameters | 199,000 |\n"
+        "| MACs per 3 s of audio (features + embedding) | 44.5 M |\n"
+    )
+    lines = so762_table.extra_table(
+        so762_table.load_runs(runs["tab"]),
+        so762_table.load_runs(runs["extra"]),
+    )
+    text = "\n".join(lines)
+    fixed_line = next(x for x in lines if x.startswith("| fixed width C=48"))
+    assert "199,000" in fixed_line and "44.5 M" in fixed_line
+    assert "learned width, FLOPs target 0.5 (pruned)" in text
+    pair = next(x for x in lines if x.startswith("| learned width 0.5 - "))
+    cells = [c.strip() for c in pair.split("|")[1:-1]]
+    diff, low, high = (float(x) for x in cells[2].replace("[", " ").replace(
+        "]", " ").replace(",", " ").split())  # fmt: skip
+    # the pruned scores separate better than the fixed ones
+    assert diff < 0 and low <= diff <= high < 0
+
+
+def test_matched_width_is_nearest_counted_macs():
+    import matched_width
+
+    frames = 50
+    c24 = matched_width.fixed_macs(24, frames)
+    c32 = matched_width.fixed_macs(32, frames)
+    assert c24 < c32
+    assert matched_width.matched_width(c24 + 1, frames)[0] == 24
+    assert matched_width.matched_width(c32 - 1, frames) == (32, c32)
