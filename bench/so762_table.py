@@ -19,7 +19,11 @@ With ``--figures DIR`` (matplotlib) it also draws the DET curves (seed
 1986), EER vs parameters, and tau and the confusion-set size |F| over
 training (TRKD rows).
 
-    python bench/so762_table.py [--runs DIR] [--figures bench/figures]
+    python bench/so762_table.py [--runs DIR] [--figures bench/figures] \
+        [--results_md bench/RESULTS.md --readme README.md]
+
+``--results_md`` / ``--readme`` write the tables into the marked blocks
+of those files (``<!-- so762-table -->`` / ``<!-- so762-headline -->``).
 """
 
 import argparse
@@ -330,8 +334,9 @@ def table(runs, teacher_folder=None):
     return lines, teacher
 
 
-def draw(runs, teacher, folder, teacher_folder=None):
-    """DET curves, EER vs parameters, tau and |F| over training."""
+def draw(runs, teacher, folder, teacher_folder=None, extra=None):
+    """DET curves, EER vs parameters (with the learned and fixed widths
+    of ``extra``), tau and |F| over training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,6 +399,21 @@ def draw(runs, teacher, folder, teacher_folder=None):
             s=60,
             label="teacher",
         )
+    for prefix, model, card, label in (
+        ("dyn_", "pruned", "card_pruned.md", "TRKD, learned width (pruned)"),
+        ("fixed_", "student", "card.md", "TRKD, fixed width"),
+    ):
+        points = []
+        for t in TARGETS:
+            record = (extra or {}).get(prefix + t, {}).get("1986")
+            if record:
+                params = card_figure(
+                    record["folder"], "embedding model parameters", card
+                )
+                points.append((params, figures_of(record, model)["EER"]))
+        if points:
+            points.sort()
+            ax.plot(*zip(*points), "o--", ms=4, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("parameters (embedding model)")
     ax.set_ylabel("EER (%)")
@@ -429,6 +449,71 @@ def draw(runs, teacher, folder, teacher_folder=None):
     plt.close(fig)
 
 
+HEADLINE = (
+    ("nokd", "student, no KD"),
+    ("kd", "student, KD"),
+    ("dkd", "student, DKD"),
+    ("gkd", "student, GKD"),
+    ("trkd", "student, TRKD (triage at T)"),
+    ("trkd_T1", "student, TRKD (triage at temperature 1)"),
+    ("trkd_fixed_tau", "student, TRKD (fixed tau 0.05)"),
+)
+
+
+def headline(runs):
+    """The README's short table: EER, minDCF, paired EER change."""
+    lines = [
+        "| model | seeds | EER % | minDCF | EER vs no KD [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for record in (r for row in runs.values() for r in row.values()):
+        t = figures_of(record, "teacher")
+        if t:
+            lines.append(
+                f"| teacher ECAPA C=256, 8 epochs | 1 | {t['EER']:.2f} | "
+                f"{t['minDCF_norm']:.3f} | |"
+            )
+            break
+    for key, label in HEADLINE:
+        if key not in runs:
+            continue
+        records = list(runs[key].values())
+        eers = [figures_of(r)["EER"] for r in records]
+        dcfs = [figures_of(r)["minDCF_norm"] for r in records]
+        eer = f"{numpy.mean(eers):.2f}"
+        if len(eers) > 1:
+            eer += f" +- {numpy.std(eers, ddof=1):.2f}"
+        paired = ""
+        found = key != "nokd" and paired_difference(runs, key, "nokd")
+        if found:
+            n, diff, (lo, hi), base = found[:4]
+            paired = (
+                f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+                f"({100 * diff / base:+.1f} %)"
+            )
+        lines.append(
+            f"| {label} | {len(eers)} | {eer} | {numpy.mean(dcfs):.3f} | "
+            f"{paired} |"
+        )
+    return lines
+
+
+def splice(path, marker, lines):
+    """Replaces what lies between ``<!-- marker -->`` and ``<!-- /marker
+    -->`` in ``path`` with ``lines``."""
+    text = open(path).read()
+    start, end = f"<!-- {marker} -->\n", f"<!-- /{marker} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path}: no '{start.strip()}' ... '{end}' block")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    body = "\n".join(lines) + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(head + start + body + end + tail)
+    os.replace(tmp, path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="bench/runs/so762/tab")
@@ -438,6 +523,16 @@ def main(argv=None):
         help="records of the one-seed rows (default: extra/ beside --runs)",
     )
     parser.add_argument("--figures", default=None)
+    parser.add_argument(
+        "--results_md",
+        default=None,
+        help="splice the tables into this file's so762-table block",
+    )
+    parser.add_argument(
+        "--readme",
+        default=None,
+        help="splice the headline table into this file's so762-headline block",
+    )
     args = parser.parse_args(argv)
     runs = load_runs(args.runs)
     extra = load_runs(
@@ -448,14 +543,16 @@ def main(argv=None):
         os.path.dirname(os.path.abspath(args.runs)), "teacher_ecapa", "1986"
     )
     lines, teacher = table(runs, teacher_folder)
-    print("\n".join(lines))
-    print()
-    print("\n".join(pairs_table(runs)))
+    lines += [""] + pairs_table(runs)
     if extra:
-        print()
-        print("\n".join(extra_table(runs, extra)))
+        lines += [""] + extra_table(runs, extra)
+    print("\n".join(lines))
+    if args.results_md:
+        splice(args.results_md, "so762-table", lines)
+    if args.readme:
+        splice(args.readme, "so762-headline", headline(runs))
     if args.figures:
-        draw(runs, teacher, args.figures, teacher_folder)
+        draw(runs, teacher, args.figures, teacher_folder, extra)
     return 0
 
 

@@ -80,6 +80,21 @@ def test_replicates_and_table(tmp_path):
         "]", " ").replace(",", " ").split()[:3])  # fmt: skip
     # better-separated scores: lower EER, interval below zero
     assert diff < 0 and low <= diff <= high < 0
+    head = so762_table.headline(so762_table.load_runs(runs))
+    assert head[2].startswith("| teacher ECAPA")
+    assert head[-1].startswith("| student, TRKD (triage at T) | 2 |")
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "a\n<!-- so762-headline -->\nold\n<!-- /so762-headline -->\nz\n"
+    )
+    so762_table.splice(str(readme), "so762-headline", head)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith(
+        "a\n<!-- so762-headline -->\n|"
+    )
+    assert text.endswith("|\n<!-- /so762-headline -->\nz\n")
+    with pytest.raises(ValueError, match="no '<!-- so762-table -->'"):
+        so762_table.splice(str(readme), "so762-table", head)
 
 
 def test_replicates_refuse_unknown_speakers(tmp_path):
