@@ -165,7 +165,7 @@ def pairs_table(runs):
 
 TARGETS = ("0.5", "0.25", "0.125")
 EXTRA = (
-    ("mixer_trkd", "MLP-Mixer student, TRKD at T", "student"),
+    ("mixer_trkd", "MLP-Mixer student (dim 104), TRKD at T", "student"),
     ("trkd_tau_end0.5", "TRKD, milder cut (tau 1 -> 0.5)", "student"),
     ("trkd_linear", "TRKD, linear curriculum (tau 1 -> 0.05)", "student"),
 )
