@@ -12,8 +12,9 @@
 #   - the MLP-Mixer student with TRKD (mixer_trkd.yaml at dim 104:
 #     512,192 parameters, 24.99 % of the teacher; dim 128 would be 36 %);
 #   - TRKD tuning, against TRKD at T of the table (tau 1 -> 0.05,
-#     exponential, epochs 1-4): a milder cut (tau 1 -> 0.5) and a linear
-#     curriculum (tau 1, 0.68, 0.37, 0.05 over the 4 epochs).
+#     exponential, epochs 1-4; lambda_conf 8): a milder cut (tau 1 -> 0.5),
+#     a lighter confusion-set term (lambda_conf 2) and a linear curriculum
+#     (tau 1, 0.68, 0.37, 0.05 over the 4 epochs).
 #   bash bench/run_so762_extra.sh SO762_DIR DATA_FOLDER [SEED]
 # Needs the table's teacher (results/so762/teacher_ecapa/1986, trained by
 # run_so762_table.sh); the teacher cache is shared with the table (built
@@ -72,6 +73,8 @@ run() {  # row yaml options...
   train "$@"
   record "$1"
 }
+run trkd_tau_end0.5 trkd.yaml "--tau_schedule={start_epoch: 1, end_epoch: 4, end: 0.5}"
+run trkd_lconf2 trkd.yaml "$tau" "--method={lambda_conf: 2.0}"
 for target in 0.5 0.25 0.125; do
   row=dyn_$target
   if ! recorded "$row"; then
@@ -89,5 +92,4 @@ for target in 0.5 0.25 0.125; do
   run "fixed_$target" trkd.yaml --channels="$channels" "$tau"
 done
 run mixer_trkd mixer_trkd.yaml --dim=104 "$tau"
-run trkd_tau_end0.5 trkd.yaml "--tau_schedule={start_epoch: 1, end_epoch: 4, end: 0.5}"
 run trkd_linear trkd.yaml "--tau_schedule={start_epoch: 1, end_epoch: 4, shape: linear}"

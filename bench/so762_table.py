@@ -167,6 +167,7 @@ TARGETS = ("0.5", "0.25", "0.125")
 EXTRA = (
     ("mixer_trkd", "MLP-Mixer student (dim 104), TRKD at T", "student"),
     ("trkd_tau_end0.5", "TRKD, milder cut (tau 1 -> 0.5)", "student"),
+    ("trkd_lconf2", "TRKD, lambda_conf 2 (not 8)", "student"),
     ("trkd_linear", "TRKD, linear curriculum (tau 1 -> 0.05)", "student"),
 )
 
