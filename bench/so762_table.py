@@ -34,6 +34,8 @@ import sys
 
 import numpy
 
+from speechbrain_kd.fileio import atomic_write_text
+
 ROWS = (
     ("nokd", "no KD"),
     ("kd", "KD (T=4)"),
@@ -69,13 +71,10 @@ def figures_of(record, model="student", trial_list="trials"):
     return record["replicates"]["models"].get(model, {}).get(trial_list)
 
 
-def parameters(folder):
+def parameters(folder, card="card.md"):
     """The embedding model's parameter count from the run's model card."""
-    path = os.path.join(folder, "card.md")
-    if not os.path.isfile(path):
-        return None
-    match = re.search(r"parameters[^|]*\|\s*([\d,]+)", open(path).read())
-    return int(match.group(1).replace(",", "")) if match else None
+    n = card_figure(folder, "embedding model parameters", card)
+    return None if n is None else int(n)
 
 
 def count(folder):
@@ -141,25 +140,34 @@ PAIRS = (
 )
 
 
+def pair_line(name, found):
+    """A Markdown line of the paired difference ``found``
+    (``paired_difference``) named ``name``."""
+    n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
+    return (
+        f"| {name} | {n} | {diff:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
+        f"{100 * diff / base_mean:+.1f} % | "
+        f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}] |"
+    )
+
+
+PAIRS_HEADER = [
+    "| difference | seeds | dEER % [95 % CI] | relative | dminDCF [95 % CI] |",
+    "|---|---|---|---|---|",
+]
+
+
 def pairs_table(runs):
     """Markdown lines of the paired differences between methods."""
     names = dict(ROWS)
-    lines = [
-        "| difference | seeds | dEER % [95 % CI] | relative | "
-        "dminDCF [95 % CI] |",
-        "|---|---|---|---|---|",
-    ]
+    lines = list(PAIRS_HEADER)
     for row, other in PAIRS:
         found = paired_difference(runs, row, other)
-        if not found:
-            continue
-        n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
-        lines.append(
-            f"| {names[row].split(' (')[0]} - {names[other].split(' (')[0]} "
-            f"| {n} | {diff:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
-            f"{100 * diff / base_mean:+.1f} % | "
-            f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}] |"
-        )
+        if found:
+            name = (
+                f"{names[row].split(' (')[0]} - {names[other].split(' (')[0]}"
+            )
+            lines.append(pair_line(name, found))
     return lines
 
 
@@ -236,7 +244,7 @@ def extra_table(runs, extra):
                 cells.append(f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})")
             else:
                 cells.append("")
-        params = card_figure(folder, "embedding model parameters", card)
+        params = parameters(folder, card)
         macs = card_figure(folder, "MACs per 3 s", card)
         lines.append(
             f"| {label} | {len(seeds)} | {numpy.mean(eers):.2f} | "
@@ -250,20 +258,11 @@ def extra_table(runs, extra):
                 merged, f"dyn_{key[6:]}", key, ("pruned", "student")
             )
             if found:
-                n, diff, (lo, hi), base, ddiff, (dlo, dhi) = found
                 pairs.append(
-                    f"| learned width {key[6:]} - {label} | {n} | "
-                    f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
-                    f"{100 * diff / base:+.1f} % | "
-                    f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}] |"
+                    pair_line(f"learned width {key[6:]} - {label}", found)
                 )
     if pairs:
-        lines += [
-            "",
-            "| difference | seeds | dEER % [95 % CI] | relative | "
-            "dminDCF [95 % CI] |",
-            "|---|---|---|---|---|",
-        ] + pairs
+        lines += [""] + PAIRS_HEADER + pairs
     return lines
 
 
@@ -408,9 +407,7 @@ def draw(runs, teacher, folder, teacher_folder=None, extra=None):
         for t in TARGETS:
             record = (extra or {}).get(prefix + t, {}).get("1986")
             if record:
-                params = card_figure(
-                    record["folder"], "embedding model parameters", card
-                )
+                params = parameters(record["folder"], card)
                 points.append((params, figures_of(record, model)["EER"]))
         if points:
             points.sort()
@@ -509,10 +506,7 @@ def splice(path, marker, lines):
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
     body = "\n".join(lines) + "\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(head + start + body + end + tail)
-    os.replace(tmp, path)
+    atomic_write_text(path, head + start + body + end + tail)
 
 
 def main(argv=None):

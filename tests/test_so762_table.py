@@ -36,30 +36,33 @@ def fake_run(folder, shift, rng, speakers=12, per=6,
     return ids
 
 
+def record_run(src, dest, ids, csv, num):
+    """Writes the test manifest of ``ids`` to ``csv`` and records the run
+    of ``src`` in ``dest`` (``verification.json``, ``replicates.json``)."""
+    write_csv(
+        [
+            dict(ID=i, duration=1.0, wav="x.wav", start=0,
+                 stop=16000, spk_id=i.split("_")[0])
+            for i in ids
+        ],
+        csv,
+    )  # fmt: skip
+    dest.mkdir(parents=True)
+    (dest / "verification.json").write_text("{}\n")
+    so762_replicates.main(
+        [str(src), "--test_csv", str(csv), "--num", str(num),
+         "--out", str(dest / "replicates.json")]
+    )  # fmt: skip
+
+
 def test_replicates_and_table(tmp_path):
     rng = numpy.random.default_rng(0)
     runs = tmp_path / "runs"
-    ids = None
     for row, shift in (("nokd", 1.0), ("trkd", 2.5)):
         for seed in ("1986", "1987"):
             src = tmp_path / "results" / row / seed
             ids = fake_run(src, shift, rng)
-            csv = tmp_path / "test.csv"
-            write_csv(
-                [
-                    dict(ID=i, duration=1.0, wav="x.wav", start=0,
-                         stop=16000, spk_id=i.split("_")[0])
-                    for i in ids
-                ],
-                csv,
-            )  # fmt: skip
-            dest = runs / row / seed
-            dest.mkdir(parents=True)
-            (dest / "verification.json").write_text("{}\n")
-            so762_replicates.main(
-                [str(src), "--test_csv", str(csv), "--num", "50",
-                 "--out", str(dest / "replicates.json")]
-            )  # fmt: skip
+            record_run(src, runs / row / seed, ids, tmp_path / "test.csv", 50)
     record = json.loads(
         (runs / "trkd" / "1986" / "replicates.json").read_text()
     )
@@ -126,21 +129,7 @@ def test_extra_table_pairs_learned_and_fixed_widths(tmp_path):
     for kind, row, shift, models in rows:
         src = tmp_path / "results" / row
         ids = fake_run(src, shift, rng, models=models)
-        write_csv(
-            [
-                dict(ID=i, duration=1.0, wav="x.wav", start=0,
-                     stop=16000, spk_id=i.split("_")[0])
-                for i in ids
-            ],
-            csv,
-        )  # fmt: skip
-        dest = runs[kind] / row / "1986"
-        dest.mkdir(parents=True)
-        (dest / "verification.json").write_text("{}\n")
-        so762_replicates.main(
-            [str(src), "--test_csv", str(csv), "--num", "40",
-             "--out", str(dest / "replicates.json")]
-        )  # fmt: skip
+        record_run(src, runs[kind] / row / "1986", ids, csv, 40)
     fixed = runs["extra"] / "fixed_0.5" / "1986"
     (fixed / "command.txt").write_text("train_kd.py x\n--channels=48\n")
     (fixed / "card.md").write_text(
