@@ -47,22 +47,29 @@ ROWS = (
 )
 
 
+def load_record(folder):
+    """The record of one finished run (``replicates.json``,
+    ``verification.json``, ``folder``), or None when incomplete."""
+    rep = os.path.join(folder, "replicates.json")
+    ver = os.path.join(folder, "verification.json")
+    if not (os.path.isfile(rep) and os.path.isfile(ver)):
+        return None
+    with open(rep) as f:
+        record = {"replicates": json.load(f)}
+    with open(ver) as f:
+        record["verification"] = json.load(f)
+    record["folder"] = folder
+    return record
+
+
 def load_runs(root):
     """``{row: {seed: record}}`` of the finished runs under ``root``."""
     runs = {}
     for row in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         for seed in sorted(os.listdir(os.path.join(root, row))):
-            folder = os.path.join(root, row, seed)
-            rep = os.path.join(folder, "replicates.json")
-            ver = os.path.join(folder, "verification.json")
-            if not (os.path.isfile(rep) and os.path.isfile(ver)):
-                continue
-            with open(rep) as f:
-                record = {"replicates": json.load(f)}
-            with open(ver) as f:
-                record["verification"] = json.load(f)
-            record["folder"] = folder
-            runs.setdefault(row, {})[seed] = record
+            record = load_record(os.path.join(root, row, seed))
+            if record:
+                runs.setdefault(row, {})[seed] = record
     return runs
 
 
@@ -178,6 +185,65 @@ EXTRA = (
     ("trkd_lconf2", "TRKD, lambda_conf 2 (not 8)", "student"),
     ("trkd_linear", "TRKD, linear curriculum (tau 1 -> 0.05)", "student"),
 )
+
+
+MULTILEVEL = (
+    ("nokd", "none (task loss only)"),
+    ("utt", "utterance: segment6 x-vector"),
+    ("frame", "frame: narrowBN + wideBN, frame-wise"),
+    ("stats", "aggregated: stats of frame1-5"),
+    ("lde", "aggregated: LDE of frame1-5"),
+    ("concat", "concat: segment6 + narrowBN + wideBN"),
+)
+
+
+def multilevel_table(ml, teacher=None):
+    """Markdown lines of the multi-level x-vector rows (``ml``: the
+    records of ``ml/<level>/<seed>``; ``teacher``: the x-vector teacher's
+    record), each with its paired difference to the level ``nokd``."""
+    header = (
+        "model", "teacher knowledge", "seeds", "EER %", "EER 95 % CI",
+        "minDCF", "dEER vs none [95 % CI] (seeds)", "relative",
+        "dminDCF vs none [95 % CI]", "mini EER %", "params",
+    )  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    if teacher and figures_of(teacher, "teacher"):
+        t = figures_of(teacher, "teacher")
+        t_ci = ci(t["EER_replicates"])
+        mini = figures_of(teacher, "teacher", "mini")
+        mini = f"{mini['EER']:.2f}" if mini else ""
+        lines.append(
+            f"| x-vector teacher (512-1500, 512-d) | - | 1 | "
+            f"{t['EER']:.2f} | [{t_ci[0]:.2f}, {t_ci[1]:.2f}] | "
+            f"{t['minDCF_norm']:.3f} | | | | {mini} | "
+            f"{count(teacher['folder'])} |"
+        )
+    for key, label in MULTILEVEL:
+        if key not in ml:
+            continue
+        seeds = sorted(ml[key])
+        records = [ml[key][s] for s in seeds]
+        eer_rep, eers = seed_mean(records, "EER")
+        _, dcfs = seed_mean(records, "minDCF_norm")
+        e_ci = ci(eer_rep)
+        paired = rel = dpaired = ""
+        found = key != "nokd" and paired_difference(ml, key, "nokd")
+        if found:
+            n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
+            paired = f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})"
+            rel = f"{100 * diff / base_mean:+.1f} %"
+            dpaired = f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
+        minis = [figures_of(r, "student", "mini") for r in records]
+        mini = (
+            f"{numpy.mean([m['EER'] for m in minis]):.2f}" if all(minis) else ""
+        )
+        lines.append(
+            f"| small x-vector (160-480, 128-d) | {label} | {len(seeds)} | "
+            f"{numpy.mean(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
+            f"{numpy.mean(dcfs):.3f} | {paired} | {rel} | {dpaired} | "
+            f"{mini} | {count(records[0]['folder'])} |"
+        )
+    return lines
 
 
 def card_figure(folder, name, card="card.md"):
@@ -517,6 +583,12 @@ def main(argv=None):
         default=None,
         help="records of the one-seed rows (default: extra/ beside --runs)",
     )
+    parser.add_argument(
+        "--multilevel",
+        default=None,
+        help="records of the multi-level x-vector rows (default: ml/ "
+        "beside --runs; the teacher: teacher_xvector/1986/ beside --runs)",
+    )
     parser.add_argument("--figures", default=None)
     parser.add_argument(
         "--results_md",
@@ -534,13 +606,16 @@ def main(argv=None):
         args.extra
         or os.path.join(os.path.dirname(os.path.abspath(args.runs)), "extra")
     )
-    teacher_folder = os.path.join(
-        os.path.dirname(os.path.abspath(args.runs)), "teacher_ecapa", "1986"
-    )
+    root = os.path.dirname(os.path.abspath(args.runs))
+    ml = load_runs(args.multilevel or os.path.join(root, "ml"))
+    ml_teacher = load_record(os.path.join(root, "teacher_xvector", "1986"))
+    teacher_folder = os.path.join(root, "teacher_ecapa", "1986")
     lines, teacher = table(runs, teacher_folder)
     lines += [""] + pairs_table(runs)
     if extra:
         lines += [""] + extra_table(runs, extra)
+    if ml or ml_teacher:
+        lines += [""] + multilevel_table(ml, ml_teacher)
     print("\n".join(lines))
     if args.results_md:
         splice(args.results_md, "so762-table", lines)

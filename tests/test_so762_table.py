@@ -161,3 +161,37 @@ def test_matched_width_is_nearest_counted_macs():
     assert c24 < c32
     assert matched_width.matched_width(c24 + 1, frames)[0] == 24
     assert matched_width.matched_width(c32 - 1, frames) == (32, c32)
+
+
+def test_multilevel_table_pairs_each_level_with_none(tmp_path):
+    rng = numpy.random.default_rng(3)
+    csv = tmp_path / "test.csv"
+    ml = tmp_path / "ml"
+    for level, shift in (("nokd", 1.0), ("frame", 3.0), ("utt", 1.0)):
+        src = tmp_path / "results" / level
+        ids = fake_run(src, shift, rng)
+        record_run(src, ml / level / "1986", ids, csv, 40)
+    src = tmp_path / "results" / "teacher"
+    ids = fake_run(src, 4.0, rng, models=("teacher",))
+    record_run(src, tmp_path / "teacher" / "1986", ids, csv, 40)
+    (tmp_path / "teacher" / "1986" / "card.md").write_text(
+        "| embedding model parameters | 4,400,000 |\n"
+    )
+    teacher = so762_table.load_record(str(tmp_path / "teacher" / "1986"))
+    lines = so762_table.multilevel_table(so762_table.load_runs(ml), teacher)
+    assert lines[2].startswith("| x-vector teacher") and "4,400,000" in lines[2]
+    # table order (MULTILEVEL), not the order of the folders
+    knowledge = [line.split("|")[2].strip() for line in lines[3:]]
+    assert [k.split(":")[0] for k in knowledge] == [
+        "none (task loss only)",
+        "utterance",
+        "frame",
+    ]
+    cells = [c.strip() for c in lines[5].split("|")[1:-1]]
+    diff, low, high = (float(x) for x in cells[6].replace("[", " ").replace(
+        "]", " ").replace(",", " ").split()[:3])  # fmt: skip
+    # frame-level scores separate better than none: interval below zero
+    assert diff < 0 and low <= diff <= high < 0
+    assert cells[6].endswith("(1)") and cells[7].endswith("%")
+    assert lines[3].split("|")[7].strip() == ""  # none has no difference
+    assert so762_table.load_record(str(tmp_path / "missing")) is None
