@@ -158,7 +158,9 @@ def export_pretrained(
     overrides : str or dict
         Overrides of the run (so that the architecture matches).
     modules : mapping
-        Trained ``embedding_model`` and ``classifier`` modules.
+        Trained ``embedding_model`` and ``classifier`` modules (saved);
+        ``compute_features`` too, for the card's MACs (counted on the
+        features of 3 s of audio; without it the card says "not counted").
     label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
         Class order of the classifier.
     embeddings : torch.Tensor, optional

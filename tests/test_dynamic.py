@@ -6,6 +6,7 @@ complexity objective reaching its target, and a tiny end-to-end run
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -516,6 +517,14 @@ def test_dynamic_student_end_to_end(tiny_data, tmp_path):
     assert "DynamicECAPA" not in text
     emb = pruned.encode_batch(torch.randn(2, 16000))
     assert emb.shape == (2, 1, 32)
+    # both cards count their model's MACs (3 s of audio, features included)
+    macs = {}
+    for folder in ("pretrained", "pruned"):
+        card = (out / folder / "README.md").read_text()
+        found = re.search(r"\| MACs per 3 s[^|]*\| ([\d,.]+) M \|", card)
+        assert found, f"{folder}/README.md:\n{card}"
+        macs[folder] = float(found.group(1).replace(",", ""))
+    assert 0 < macs["pruned"] < macs["pretrained"]
     # the pruned folder records its own decision thresholds
     thresholds = pruned.hparams.verification_thresholds
     assert thresholds["trial_list"] and "eer" in thresholds

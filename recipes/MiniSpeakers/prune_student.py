@@ -178,7 +178,11 @@ if __name__ == "__main__":
         dest,
         hparams_file,
         overrides,
-        {"embedding_model": plain, "classifier": student.mods.classifier},
+        {
+            "embedding_model": plain,
+            "classifier": student.mods.classifier,
+            "compute_features": student.mods.compute_features,  # card MACs
+        },
         label_encoder,
         embeddings=torch.stack(list(valid_emb.values())),
         logit_scale=hparams["logit_scale"],
