@@ -400,9 +400,13 @@ def table(runs, teacher_folder=None):
     return lines, teacher
 
 
-def draw(runs, teacher, folder, teacher_folder=None, extra=None):
+def draw(
+    runs, teacher, folder, teacher_folder=None, extra=None, ml=None,
+    ml_teacher=None,
+):  # fmt: skip
     """DET curves, EER vs parameters (with the learned and fixed widths
-    of ``extra``), tau and |F| over training."""
+    of ``extra`` and the multi-level x-vector rows of ``ml`` and
+    ``ml_teacher``), tau and |F| over training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -440,7 +444,8 @@ def draw(runs, teacher, folder, teacher_folder=None, extra=None):
     ax.set_xlabel("false accept rate (%)")
     ax.set_ylabel("false reject rate (%)")
     ax.set_title("speechocean762 test, seed 1986")
-    ax.legend(fontsize=7)
+    if curves:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "so762_det.png"), dpi=120)
     plt.close(fig)
@@ -478,6 +483,24 @@ def draw(runs, teacher, folder, teacher_folder=None, extra=None):
         if points:
             points.sort()
             ax.plot(*zip(*points), "o--", ms=4, label=label)
+    for key, label in MULTILEVEL:
+        record = (ml or {}).get(key, {}).get("1986")
+        if record and parameters(record["folder"]):
+            ax.scatter(
+                parameters(record["folder"]),
+                figures_of(record)["EER"],
+                marker="x",
+                s=20,
+                label=f"small x-vector, {label.split(':')[0].split(' (')[0]}",
+            )
+    if ml_teacher and parameters(ml_teacher["folder"]):
+        ax.scatter(
+            parameters(ml_teacher["folder"]),
+            figures_of(ml_teacher, "teacher")["EER"],
+            marker="P",
+            s=50,
+            label="x-vector teacher",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("parameters (embedding model)")
     ax.set_ylabel("EER (%)")
@@ -507,7 +530,8 @@ def draw(runs, teacher, folder, teacher_folder=None, extra=None):
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("mean |F| (confusion set)")
     ax2.set_yscale("log")
-    ax1.legend(fontsize=7)
+    if ax1.lines:
+        ax1.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "so762_tau_F.png"), dpi=120)
     plt.close(fig)
@@ -622,7 +646,7 @@ def main(argv=None):
     if args.readme:
         splice(args.readme, "so762-headline", headline(runs))
     if args.figures:
-        draw(runs, teacher, args.figures, teacher_folder, extra)
+        draw(runs, teacher, args.figures, teacher_folder, extra, ml, ml_teacher)
     return 0
 
 

@@ -195,3 +195,7 @@ def test_multilevel_table_pairs_each_level_with_none(tmp_path):
     assert cells[6].endswith("(1)") and cells[7].endswith("%")
     assert lines[3].split("|")[7].strip() == ""  # none has no difference
     assert so762_table.load_record(str(tmp_path / "missing")) is None
+    figures = tmp_path / "figures"
+    so762_table.draw({}, None, str(figures), ml=so762_table.load_runs(ml),
+                     ml_teacher=teacher)  # fmt: skip
+    assert (figures / "so762_eer_vs_params.png").stat().st_size > 0
