@@ -797,3 +797,43 @@ def test_failed_export_keeps_previous_export(
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name[0] == ".") == []
+
+
+def test_check_export_tolerance_scales_with_the_embeddings(
+    tmp_path, monkeypatch
+):
+    """check_export allows atol up to embedding values of 1 and atol x the
+    largest value above: float32 noise of large x-vector embeddings passes,
+    a real mismatch does not."""
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    from speechbrain_kd.export import check_export
+
+    class Loaded:
+        out = None
+
+        def encode_batch(self, wavs, wav_lens):
+            return self.out
+
+    loaded = Loaded()
+    monkeypatch.setattr(
+        EncoderClassifier, "from_hparams", lambda **kwargs: loaded
+    )
+    wavs, lens = torch.zeros(2, 160), torch.ones(2)
+
+    def check(ref, got):
+        loaded.out = got
+        return check_export(
+            "pub", lambda w, n: ref, wavs, lens, savedir=str(tmp_path)
+        )
+
+    small = torch.full((2, 1, 4), 0.5)
+    assert check(small, small + 5e-5) == pytest.approx(5e-5, rel=1e-3)
+    with pytest.raises(RuntimeError, match=r"pub: .* by 2\.00e-04"):
+        check(small, small + 2e-4)  # values below 1: absolute 1e-4
+    large = torch.full((2, 1, 4), 20.0)
+    assert check(large, large + 1.8e-3) == pytest.approx(1.8e-3, rel=1e-3)
+    with pytest.raises(RuntimeError, match=r"> 0\.0001 x 20"):
+        check(large, large + 3e-3)  # above 1e-4 x 20
+    with pytest.raises(RuntimeError, match="shape"):
+        check(large, large[:1])
