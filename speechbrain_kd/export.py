@@ -141,12 +141,13 @@ def export_pretrained(
     logit_scale=None,
     thresholds=None,
     calibration=None,
+    check=None,
 ):
     """Writes a pretrained folder at ``dest`` (atomically).
 
-    The folder is built in a temporary sibling directory and renamed into
-    place, so ``dest`` is either the previous complete export or the new
-    complete one, never half written.
+    The folder is built in a temporary sibling directory, checked (``check``)
+    and renamed into place, so ``dest`` is either the previous complete
+    export or the new complete and checked one, never half written.
 
     Arguments
     ---------
@@ -190,6 +191,11 @@ def export_pretrained(
         A linear score calibration (``a``, ``b``, ``prior``, ``Cllr``,
         ``minCllr``: ``speechbrain_kd.scoring.linear_calibration``),
         recorded as ``score_calibration`` and in the model card.
+    check : callable, optional
+        Called with the complete temporary folder before it replaces
+        ``dest``, e.g. a ``check_export`` round trip; when it raises,
+        ``dest`` is left as it was and a ``RuntimeError`` naming ``dest``
+        says why.
 
     Returns
     -------
@@ -237,6 +243,14 @@ def export_pretrained(
                 calibration=calibration,
             ),
         )
+        if check is not None:
+            try:
+                check(tmp)
+            except Exception as err:
+                raise RuntimeError(
+                    f"{dest}: not published, the check of the export "
+                    f"failed: {err}"
+                ) from err
         if os.path.exists(dest):
             old = tempfile.mkdtemp(dir=parent, prefix=".old_export_")
             os.rename(dest, os.path.join(old, "x"))

@@ -57,6 +57,23 @@ def publish(
         datasets["valid"], **hparams["valid_dataloader_opts"]
     )
     valid_emb = extract_embeddings(brain.encode, valid_loader)
+    # Same audio through both paths, before the folder replaces dest: the
+    # training-time encoder and the export loaded by EncoderClassifier.
+    loader = make_dataloader(datasets["test"], batch_size=4)
+    batch = next(iter(loader))
+    wavs, lens = batch.sig
+    found = {}
+
+    def round_trip(folder):
+        found["diff"] = check_export(
+            folder,
+            lambda w, ln: brain.encode(w, ln),
+            wavs,
+            lens,
+            savedir=os.path.join(hparams["output_folder"], "reload_check"),
+            device=brain.device,
+        )
+
     export_pretrained(
         dest,
         hparams_file,
@@ -68,25 +85,13 @@ def publish(
         logit_scale=brain.logit_scale,
         thresholds=thresholds,
         calibration=calibration,
-    )
-    # Same audio through both paths: the training-time encoder and the
-    # published folder loaded by EncoderClassifier.
-    loader = make_dataloader(datasets["test"], batch_size=4)
-    batch = next(iter(loader))
-    wavs, lens = batch.sig
-    diff = check_export(
-        dest,
-        lambda w, ln: brain.encode(w, ln),
-        wavs,
-        lens,
-        savedir=os.path.join(hparams["output_folder"], "reload_check"),
-        device=brain.device,
+        check=round_trip,
     )
     logger.info(
         "Reloaded %s with EncoderClassifier.from_hparams: embeddings match "
         "(max abs diff %.2e)",
         dest,
-        diff,
+        found["diff"],
     )
     return dest
 

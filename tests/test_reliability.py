@@ -102,8 +102,11 @@ def tiny_overrides(tiny_data, prep, out, **extra):
     return overrides
 
 
-def export_teacher(dest, tiny_data, prep, tmp, label_encoder=None, n=9):
-    """An untrained tiny ECAPA teacher, published like a trained one."""
+def export_teacher(
+    dest, tiny_data, prep, tmp, label_encoder=None, n=9, check=None
+):
+    """An untrained tiny ECAPA teacher, published like a trained one
+    (``check``: as ``export_pretrained``'s)."""
     from speechbrain.dataio.encoder import CategoricalEncoder
 
     from speechbrain_kd.export import export_pretrained
@@ -121,6 +124,7 @@ def export_teacher(dest, tiny_data, prep, tmp, label_encoder=None, n=9):
         overrides,
         hparams["modules"],
         label_encoder,
+        check=check,
     )
     return dest
 
@@ -837,3 +841,22 @@ def test_check_export_tolerance_scales_with_the_embeddings(
         check(large, large + 3e-3)  # above 1e-4 x 20
     with pytest.raises(RuntimeError, match="shape"):
         check(large, large[:1])
+
+
+def test_failed_check_keeps_previous_export(tiny_data, prep, tmp_path):
+    """A check that fails (a reload mismatch) leaves the previous export,
+    says which folder was not published, and leaves no temporary folder;
+    the check sees the complete folder before it is renamed."""
+    dest = export_teacher(tmp_path / "pub", tiny_data, prep, tmp_path)
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    seen = []
+
+    def mismatch(folder):
+        seen.append(sorted(os.listdir(folder)))
+        raise RuntimeError("reloaded embeddings differ by 1.0")
+
+    with pytest.raises(RuntimeError, match=r"pub: not published, .* by 1\.0"):
+        export_teacher(dest, tiny_data, prep, tmp_path, check=mismatch)
+    assert seen == [sorted(before)]
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name[0] == ".") == []

@@ -151,8 +151,6 @@ if __name__ == "__main__":
         "minDCF": result["minDCF"],
     }
     facts["flops_ratio_pruned"] = facts["macs_pruned"] / facts["macs_full"]
-    path = os.path.join(hparams["output_folder"], "pruning.json")
-    atomic_write_text(path, json.dumps(facts, indent=1) + "\n")
     logger.info(
         "Pruned widths %s: %.1f %% of the full student's FLOPs (%d -> %d "
         "MMACs per %d frames), %d -> %d parameters; EER %.3f %%",
@@ -174,6 +172,20 @@ if __name__ == "__main__":
     thresholds, calibration = published_thresholds(
         result, trial_lists(hparams)[result["trial_list"]]
     )
+    found = {}
+
+    def round_trip(folder):
+        found["diff"] = check_export(
+            folder,
+            encode,
+            wavs,
+            lens,
+            savedir=os.path.join(
+                hparams["output_folder"], "pruned_reload_check"
+            ),
+            device=device,
+        )
+
     export_pretrained(
         dest,
         hparams_file,
@@ -197,18 +209,14 @@ if __name__ == "__main__":
         definitions={"embedding_model": dynamic.plain_definition()},
         thresholds=thresholds,
         calibration=calibration,
-    )
-    reload_diff = check_export(
-        dest,
-        encode,
-        wavs,
-        lens,
-        savedir=os.path.join(hparams["output_folder"], "pruned_reload_check"),
-        device=device,
+        check=round_trip,
     )
     logger.info(
         "Published %s (plain ECAPA_TDNN); reloaded with "
         "EncoderClassifier.from_hparams: max abs diff %.2e",
         dest,
-        reload_diff,
+        found["diff"],
     )
+    # last: a pruning.json means a checked pruned folder
+    path = os.path.join(hparams["output_folder"], "pruning.json")
+    atomic_write_text(path, json.dumps(facts, indent=1) + "\n")
