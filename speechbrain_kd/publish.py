@@ -142,7 +142,7 @@ def evaluate_and_publish(
         )
     results[name] = verify(brain.encode, datasets["test"], hparams, name)
     card.update(card_figures(results[name]))
-    if "teacher" in results:
+    if "teacher" in results and name != "teacher":
         card.update(card_figures(results["teacher"], "teacher "))
     first = results[name]["trial_list"]
     thresholds, calibration = published_thresholds(

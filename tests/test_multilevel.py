@@ -578,6 +578,11 @@ def test_tiny_xvector_teacher_and_lde_student(tiny_data, tmp_path):
     assert "train lde_cos" in log and "train lde_aux" in log
     result = json.loads((out / "verification.json").read_text())
     assert set(result) == {"teacher", "student"}
+    # a card states its own EER once; a student's also the teacher's
+    card = (teacher / "pretrained" / "README.md").read_text()
+    assert card.count("EER (%) |") == 1 and "teacher EER" not in card
+    card = (out / "pretrained" / "README.md").read_text()
+    assert "| EER (%) |" in card and "| teacher EER (%) |" in card
     assert result["student"]["target_trials"] == 30
     # The learnable aggregator and its head were checkpointed with the student
     ckpts = list((out / "save").glob("CKPT+*/distill_lde.ckpt"))
