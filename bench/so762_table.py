@@ -187,6 +187,41 @@ EXTRA = (
 )
 
 
+def paired_cells(runs, row, other="nokd"):
+    """The cells ``dEER [CI] (seeds)``, ``relative`` and ``dminDCF [CI]``
+    of ``row - other`` (``paired_difference``); empty without a common
+    seed, or for ``other`` itself."""
+    found = row != other and paired_difference(runs, row, other)
+    if not found:
+        return "", "", ""
+    n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
+    return (
+        f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})",
+        f"{100 * diff / base_mean:+.1f} %",
+        f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]",
+    )
+
+
+def mini_cell(records, model="student"):
+    """Mean EER of ``model`` on the mini corpus' trials, or empty."""
+    minis = [figures_of(r, model, "mini") for r in records]
+    if not (minis and all(minis)):
+        return ""
+    return f"{numpy.mean([m['EER'] for m in minis]):.2f}"
+
+
+def teacher_cells(record):
+    """A teacher's EER, EER interval, minDCF and minDCF interval cells."""
+    t = figures_of(record, "teacher")
+    e_ci, d_ci = ci(t["EER_replicates"]), ci(t["minDCF_norm_replicates"])
+    return (
+        f"{t['EER']:.2f}",
+        f"[{e_ci[0]:.2f}, {e_ci[1]:.2f}]",
+        f"{t['minDCF_norm']:.3f}",
+        f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}]",
+    )
+
+
 MULTILEVEL = (
     ("nokd", "none (task loss only)"),
     ("utt", "utterance: segment6 x-vector"),
@@ -208,14 +243,10 @@ def multilevel_table(ml, teacher=None):
     )  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     if teacher and figures_of(teacher, "teacher"):
-        t = figures_of(teacher, "teacher")
-        t_ci = ci(t["EER_replicates"])
-        mini = figures_of(teacher, "teacher", "mini")
-        mini = f"{mini['EER']:.2f}" if mini else ""
+        eer, e_ci, dcf, _ = teacher_cells(teacher)
         lines.append(
-            f"| x-vector teacher (512-1500, 512-d) | - | 1 | "
-            f"{t['EER']:.2f} | [{t_ci[0]:.2f}, {t_ci[1]:.2f}] | "
-            f"{t['minDCF_norm']:.3f} | | | | {mini} | "
+            f"| x-vector teacher (512-1500, 512-d) | - | 1 | {eer} | {e_ci} | "
+            f"{dcf} | | | | {mini_cell([teacher], 'teacher')} | "
             f"{count(teacher['folder'])} |"
         )
     for key, label in MULTILEVEL:
@@ -226,22 +257,12 @@ def multilevel_table(ml, teacher=None):
         eer_rep, eers = seed_mean(records, "EER")
         _, dcfs = seed_mean(records, "minDCF_norm")
         e_ci = ci(eer_rep)
-        paired = rel = dpaired = ""
-        found = key != "nokd" and paired_difference(ml, key, "nokd")
-        if found:
-            n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
-            paired = f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})"
-            rel = f"{100 * diff / base_mean:+.1f} %"
-            dpaired = f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
-        minis = [figures_of(r, "student", "mini") for r in records]
-        mini = (
-            f"{numpy.mean([m['EER'] for m in minis]):.2f}" if all(minis) else ""
-        )
+        paired, rel, dpaired = paired_cells(ml, key)
         lines.append(
             f"| small x-vector (160-480, 128-d) | {label} | {len(seeds)} | "
             f"{numpy.mean(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
             f"{numpy.mean(dcfs):.3f} | {paired} | {rel} | {dpaired} | "
-            f"{mini} | {count(records[0]['folder'])} |"
+            f"{mini_cell(records)} | {count(records[0]['folder'])} |"
         )
     return lines
 
@@ -358,15 +379,10 @@ def table(runs, teacher_folder=None):
         if teacher:
             break
     if teacher:
-        t = figures_of(teacher, "teacher")
-        t_ci = ci(t["EER_replicates"])
-        d_ci = ci(t["minDCF_norm_replicates"])
-        mini = figures_of(teacher, "teacher", "mini")
-        mini = f"{mini['EER']:.2f}" if mini else ""
+        eer, e_ci, dcf, d_ci = teacher_cells(teacher)
         lines.append(
-            f"| teacher ECAPA C=256 (8 epochs) | 1 | {t['EER']:.2f} | "
-            f"[{t_ci[0]:.2f}, {t_ci[1]:.2f}] | {t['minDCF_norm']:.3f} | "
-            f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | | | | {mini} | "
+            f"| teacher ECAPA C=256 (8 epochs) | 1 | {eer} | {e_ci} | {dcf} | "
+            f"{d_ci} | | | | {mini_cell([teacher], 'teacher')} | "
             f"{count(teacher_folder)} |"
         )
     for key, label in ROWS:
@@ -378,18 +394,8 @@ def table(runs, teacher_folder=None):
         dcf_rep, dcfs = seed_mean(records, "minDCF_norm")
         e_ci, d_ci = ci(eer_rep), ci(dcf_rep)
         std = lambda v: numpy.std(v, ddof=1) if len(v) > 1 else float("nan")  # noqa: E731
-        paired = rel = dpaired = ""
-        if key != "nokd":
-            found = paired_difference(runs, key, "nokd")
-            if found:
-                n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
-                paired = f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})"
-                rel = f"{100 * diff / base_mean:+.1f} %"
-                dpaired = f"{ddiff:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
-        minis = [figures_of(r, "student", "mini") for r in records]
-        mini = (
-            f"{numpy.mean([m['EER'] for m in minis]):.2f}" if all(minis) else ""
-        )
+        paired, rel, dpaired = paired_cells(runs, key)
+        mini = mini_cell(records)
         lines.append(
             f"| {label} | {len(seeds)} | {numpy.mean(eers):.2f} +- "
             f"{std(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
