@@ -9,7 +9,10 @@
 #     in bench/runs/so762/ml/<level>/<seed>/. The teacher runs live (the
 #     frame-level taps are not in the teacher cache); the students share
 #     the ECAPA rows' 4 epochs and 8 fixed views per segment.
-#   bash bench/run_so762_multilevel.sh SO762_DIR DATA_FOLDER [SEED [LEVELS]]
+#   bash bench/run_so762_multilevel.sh SO762_DIR DATA_FOLDER [SEED [LEVELS \
+#       [CHANNELS WIDE_CHANNELS EMB_DIM]]]
+# With CHANNELS WIDE_CHANNELS EMB_DIM (e.g. 64 192 64) the student has
+# that width instead, and its runs go to ml_c<CHANNELS>/<level>/<seed>/.
 # A recorded run is skipped (RERUN=1 retrains it); an interrupted one
 # resumes. Then: python bench/so762_table.py --figures bench/figures
 set -euo pipefail
@@ -22,8 +25,13 @@ if ! so762_recorded "$teacher"; then
   so762_train "$teacher" train_teacher.py teacher_xvector.yaml
   so762_record "$teacher"
 fi
+group=ml width=()
+if [ $# -ge 7 ]; then
+  group=ml_c$5
+  width=(--channels="$5" --wide_channels="$6" --emb_dim="$7")
+fi
 for level in $levels; do
-  so762_run "ml/$level/$seed" train_kd.py ml.yaml --ml_level="$level" \
+  so762_run "$group/$level/$seed" train_kd.py ml.yaml --ml_level="$level" \
     "${students[@]}" --teacher_source="results/so762/$teacher/pretrained" \
-    --seed="$seed"
+    --seed="$seed" ${width[@]+"${width[@]}"}
 done

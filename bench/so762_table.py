@@ -232,10 +232,36 @@ MULTILEVEL = (
 )
 
 
-def multilevel_table(ml, teacher=None):
-    """Markdown lines of the multi-level x-vector rows (``ml``: the
-    records of ``ml/<level>/<seed>``; ``teacher``: the x-vector teacher's
-    record), each with its paired difference to the level ``nokd``."""
+def student_width(records):
+    """The x-vector student's label, from the ``--channels``,
+    ``--wide_channels`` and ``--emb_dim`` of its ``command.txt`` (ml.yaml's
+    160, 480 and 128 when absent)."""
+    folder = records[0]["folder"]
+    c, w, e = (
+        option(folder, key) or default
+        for key, default in (
+            ("channels", "160"), ("wide_channels", "480"), ("emb_dim", "128")
+        )
+    )  # fmt: skip
+    return f"x-vector {c}-{w}, {e}-d"
+
+
+def load_groups(root):
+    """``{group: runs}`` of the multi-level folders ``ml``, ``ml_c<C>``
+    under ``root`` (``load_runs`` of each), ``ml`` first."""
+    names = sorted(
+        (n for n in os.listdir(root) if n == "ml" or n.startswith("ml_c")),
+        key=lambda n: (n != "ml", n),
+    ) if os.path.isdir(root) else []  # fmt: skip
+    groups = {n: load_runs(os.path.join(root, n)) for n in names}
+    return {n: runs for n, runs in groups.items() if runs}
+
+
+def multilevel_table(groups, teacher=None):
+    """Markdown lines of the multi-level x-vector rows (``groups``:
+    ``{group: {level: {seed: record}}}``, one group per student width;
+    ``teacher``: the x-vector teacher's record), each with its paired
+    difference to the level ``nokd`` of the same student."""
     header = (
         "model", "teacher knowledge", "seeds", "EER %", "EER 95 % CI",
         "minDCF", "dEER vs none [95 % CI] (seeds)", "relative",
@@ -249,21 +275,22 @@ def multilevel_table(ml, teacher=None):
             f"{dcf} | | | | {mini_cell([teacher], 'teacher')} | "
             f"{count(teacher['folder'])} |"
         )
-    for key, label in MULTILEVEL:
-        if key not in ml:
-            continue
-        seeds = sorted(ml[key])
-        records = [ml[key][s] for s in seeds]
-        eer_rep, eers = seed_mean(records, "EER")
-        _, dcfs = seed_mean(records, "minDCF_norm")
-        e_ci = ci(eer_rep)
-        paired, rel, dpaired = paired_cells(ml, key)
-        lines.append(
-            f"| small x-vector (160-480, 128-d) | {label} | {len(seeds)} | "
-            f"{numpy.mean(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
-            f"{numpy.mean(dcfs):.3f} | {paired} | {rel} | {dpaired} | "
-            f"{mini_cell(records)} | {count(records[0]['folder'])} |"
-        )
+    for ml in groups.values():
+        for key, label in MULTILEVEL:
+            if key not in ml:
+                continue
+            seeds = sorted(ml[key])
+            records = [ml[key][s] for s in seeds]
+            eer_rep, eers = seed_mean(records, "EER")
+            _, dcfs = seed_mean(records, "minDCF_norm")
+            e_ci = ci(eer_rep)
+            paired, rel, dpaired = paired_cells(ml, key)
+            lines.append(
+                f"| {student_width(records)} | {label} | {len(seeds)} | "
+                f"{numpy.mean(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
+                f"{numpy.mean(dcfs):.3f} | {paired} | {rel} | {dpaired} | "
+                f"{mini_cell(records)} | {count(records[0]['folder'])} |"
+            )
     return lines
 
 
@@ -411,8 +438,9 @@ def draw(
     ml_teacher=None,
 ):  # fmt: skip
     """DET curves, EER vs parameters (with the learned and fixed widths
-    of ``extra`` and the multi-level x-vector rows of ``ml`` and
-    ``ml_teacher``), tau and |F| over training."""
+    of ``extra``, the multi-level x-vector groups of ``ml``, as
+    ``multilevel_table`` takes them, and ``ml_teacher``), tau and |F| over
+    training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -489,16 +517,18 @@ def draw(
         if points:
             points.sort()
             ax.plot(*zip(*points), "o--", ms=4, label=label)
-    for key, label in MULTILEVEL:
-        record = (ml or {}).get(key, {}).get("1986")
-        if record and parameters(record["folder"]):
-            ax.scatter(
-                parameters(record["folder"]),
-                figures_of(record)["EER"],
-                marker="x",
-                s=20,
-                label=f"small x-vector, {label.split(':')[0].split(' (')[0]}",
-            )
+    for ml in (ml or {}).values():
+        for key, label in MULTILEVEL:
+            record = ml.get(key, {}).get("1986")
+            if record and parameters(record["folder"]):
+                knowledge = label.split(":")[0].split(" (")[0]
+                ax.scatter(
+                    parameters(record["folder"]),
+                    figures_of(record)["EER"],
+                    marker="x",
+                    s=20,
+                    label=f"{student_width([record])}, {knowledge}",
+                )
     if ml_teacher and parameters(ml_teacher["folder"]):
         ax.scatter(
             parameters(ml_teacher["folder"]),
@@ -616,8 +646,9 @@ def main(argv=None):
     parser.add_argument(
         "--multilevel",
         default=None,
-        help="records of the multi-level x-vector rows (default: ml/ "
-        "beside --runs; the teacher: teacher_xvector/1986/ beside --runs)",
+        help="folder of the multi-level x-vector records: ml/ and "
+        "ml_c<C>/ (other student widths), teacher_xvector/1986/ "
+        "(default: beside --runs)",
     )
     parser.add_argument("--figures", default=None)
     parser.add_argument(
@@ -637,8 +668,10 @@ def main(argv=None):
         or os.path.join(os.path.dirname(os.path.abspath(args.runs)), "extra")
     )
     root = os.path.dirname(os.path.abspath(args.runs))
-    ml = load_runs(args.multilevel or os.path.join(root, "ml"))
-    ml_teacher = load_record(os.path.join(root, "teacher_xvector", "1986"))
+    ml = load_groups(args.multilevel or root)
+    ml_teacher = load_record(
+        os.path.join(args.multilevel or root, "teacher_xvector", "1986")
+    )
     teacher_folder = os.path.join(root, "teacher_ecapa", "1986")
     lines, teacher = table(runs, teacher_folder)
     lines += [""] + pairs_table(runs)

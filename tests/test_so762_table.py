@@ -171,6 +171,15 @@ def test_multilevel_table_pairs_each_level_with_none(tmp_path):
         src = tmp_path / "results" / level
         ids = fake_run(src, shift, rng)
         record_run(src, ml / level / "1986", ids, csv, 40)
+    for level, shift in (("frame", 1.0), ("nokd", 1.0)):  # a narrower one
+        src = tmp_path / "results" / f"c64_{level}"
+        ids = fake_run(src, shift, rng)
+        dest = tmp_path / "ml_c64" / level / "1986"
+        record_run(src, dest, ids, csv, 40)
+        (dest / "command.txt").write_text(
+            "train_kd.py hparams/ml.yaml\n--channels=64\n"
+            "--wide_channels=192\n--emb_dim=64\n"
+        )
     src = tmp_path / "results" / "teacher"
     ids = fake_run(src, 4.0, rng, models=("teacher",))
     record_run(src, tmp_path / "teacher" / "1986", ids, csv, 40)
@@ -178,15 +187,22 @@ def test_multilevel_table_pairs_each_level_with_none(tmp_path):
         "| embedding model parameters | 4,400,000 |\n"
     )
     teacher = so762_table.load_record(str(tmp_path / "teacher" / "1986"))
-    lines = so762_table.multilevel_table(so762_table.load_runs(ml), teacher)
+    groups = so762_table.load_groups(str(tmp_path))
+    assert list(groups) == ["ml", "ml_c64"]
+    lines = so762_table.multilevel_table(groups, teacher)
     assert lines[2].startswith("| x-vector teacher") and "4,400,000" in lines[2]
-    # table order (MULTILEVEL), not the order of the folders
-    knowledge = [line.split("|")[2].strip() for line in lines[3:]]
-    assert [k.split(":")[0] for k in knowledge] == [
-        "none (task loss only)",
-        "utterance",
-        "frame",
+    # table order (MULTILEVEL), not the order of the folders; each width
+    # paired with its own none
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in lines[3:]]
+    assert [(m, k.split(":")[0]) for m, k in rows] == [
+        ("x-vector 160-480, 128-d", "none (task loss only)"),
+        ("x-vector 160-480, 128-d", "utterance"),
+        ("x-vector 160-480, 128-d", "frame"),
+        ("x-vector 64-192, 64-d", "none (task loss only)"),
+        ("x-vector 64-192, 64-d", "frame"),
     ]
+    narrow = [c.strip() for c in lines[7].split("|")[1:-1]]
+    assert narrow[6].endswith("(1)") and narrow[6] != ""
     cells = [c.strip() for c in lines[5].split("|")[1:-1]]
     diff, low, high = (float(x) for x in cells[6].replace("[", " ").replace(
         "]", " ").replace(",", " ").split()[:3])  # fmt: skip
@@ -196,6 +212,6 @@ def test_multilevel_table_pairs_each_level_with_none(tmp_path):
     assert lines[3].split("|")[7].strip() == ""  # none has no difference
     assert so762_table.load_record(str(tmp_path / "missing")) is None
     figures = tmp_path / "figures"
-    so762_table.draw({}, None, str(figures), ml=so762_table.load_runs(ml),
+    so762_table.draw({}, None, str(figures), ml=groups,
                      ml_teacher=teacher)  # fmt: skip
     assert (figures / "so762_eer_vs_params.png").stat().st_size > 0
