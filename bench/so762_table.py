@@ -257,6 +257,9 @@ def load_groups(root):
     return {n: runs for n, runs in groups.items() if runs}
 
 
+ML_PAIRS = (("frame", "utt"), ("concat", "utt"), ("concat", "frame"))
+
+
 def multilevel_table(groups, teacher=None):
     """Markdown lines of the multi-level x-vector rows (``groups``:
     ``{group: {level: {seed: record}}}``, one group per student width;
@@ -291,6 +294,20 @@ def multilevel_table(groups, teacher=None):
                 f"{numpy.mean(dcfs):.3f} | {paired} | {rel} | {dpaired} | "
                 f"{mini_cell(records)} | {count(records[0]['folder'])} |"
             )
+    names = dict(MULTILEVEL)
+    pairs = []
+    for ml in groups.values():
+        for row, other in ML_PAIRS:
+            found = paired_difference(ml, row, other)
+            if found:
+                width = student_width(list(ml[row].values()))
+                name = (
+                    f"{width}: {names[row].split(':')[0]} - "
+                    f"{names[other].split(':')[0]}"
+                )
+                pairs.append(pair_line(name, found))
+    if pairs:
+        lines += [""] + PAIRS_HEADER + pairs
     return lines
 
 

@@ -193,7 +193,8 @@ def test_multilevel_table_pairs_each_level_with_none(tmp_path):
     assert lines[2].startswith("| x-vector teacher") and "4,400,000" in lines[2]
     # table order (MULTILEVEL), not the order of the folders; each width
     # paired with its own none
-    rows = [[c.strip() for c in line.split("|")[1:3]] for line in lines[3:]]
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in lines[3:8]]
+    assert lines[8] == ""  # then the differences between levels
     assert [(m, k.split(":")[0]) for m, k in rows] == [
         ("x-vector 160-480, 128-d", "none (task loss only)"),
         ("x-vector 160-480, 128-d", "utterance"),
@@ -201,6 +202,11 @@ def test_multilevel_table_pairs_each_level_with_none(tmp_path):
         ("x-vector 64-192, 64-d", "none (task loss only)"),
         ("x-vector 64-192, 64-d", "frame"),
     ]
+    pair = next(x for x in lines if x.startswith("| x-vector 160-480, 128-d: "))
+    assert pair.startswith("| x-vector 160-480, 128-d: frame - utterance | 1 |")
+    cells = [c.strip() for c in pair.split("|")[1:-1]]
+    assert float(cells[2].split()[0]) < 0  # frame separates better than utt
+    assert not any(x.startswith("| x-vector 64-192, 64-d: ") for x in lines)
     narrow = [c.strip() for c in lines[7].split("|")[1:-1]]
     assert narrow[6].endswith("(1)") and narrow[6] != ""
     cells = [c.strip() for c in lines[5].split("|")[1:-1]]
