@@ -502,7 +502,7 @@ def draw(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    for key, label in ROWS:
+    for i, (key, label) in enumerate(ROWS):
         for seed, record in sorted(runs.get(key, {}).items()):
             params = parameters(record["folder"])
             if params:
@@ -510,6 +510,7 @@ def draw(
                     params,
                     figures_of(record)["EER"],
                     s=12,
+                    color=f"C{i}",  # every seed of a row in its colour
                     label=label.split(" (")[0] if seed == "1986" else None,
                 )
     teacher_card = teacher_folder if teacher else None
