@@ -28,7 +28,8 @@ row() {  # row yaml seed options...
     return
   fi
   so762_train "$teacher" train_teacher.py teacher_ecapa.yaml
-  so762_run "tab/$row/$seed" train_kd.py "$yaml" "${kd[@]}" --seed="$seed" "$@"
+  so762_train "tab/$row/$seed" train_kd.py "$yaml" "${kd[@]}" --seed="$seed" "$@"
+  so762_record "tab/$row/$seed"
 }
 tau="--tau_schedule={start_epoch: 1, end_epoch: 4}"
 for s in $seeds; do

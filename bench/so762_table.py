@@ -108,6 +108,15 @@ def ci(values):
     return float(low), float(high)
 
 
+def row_figures(rows, key, model="student"):
+    """The records of ``rows[key]`` (seed order), the per-seed EERs and
+    minDCFs of ``model`` and the 95 % intervals of their seed means."""
+    records = [rows[key][s] for s in sorted(rows[key])]
+    eer_rep, eers = seed_mean(records, "EER", model=model)
+    dcf_rep, dcfs = seed_mean(records, "minDCF_norm", model=model)
+    return records, eers, ci(eer_rep), dcfs, ci(dcf_rep)
+
+
 def paired_difference(runs, row, other, models=("student", "student")):
     """Paired difference ``row - other`` over their common seeds
     (``models``: the model of each row's record, e.g. ``pruned``).
@@ -187,11 +196,11 @@ EXTRA = (
 )
 
 
-def paired_cells(runs, row, other="nokd"):
+def paired_cells(runs, row, other="nokd", models=("student", "student")):
     """The cells ``dEER [CI] (seeds)``, ``relative`` and ``dminDCF [CI]``
-    of ``row - other`` (``paired_difference``); empty without a common
-    seed, or for ``other`` itself."""
-    found = row != other and paired_difference(runs, row, other)
+    of ``row - other`` (``paired_difference`` with ``models``); empty
+    without a common seed, or for ``other`` itself."""
+    found = row != other and paired_difference(runs, row, other, models)
     if not found:
         return "", "", ""
     n, diff, (lo, hi), base_mean, ddiff, (dlo, dhi) = found
@@ -282,14 +291,10 @@ def multilevel_table(groups, teacher=None):
         for key, label in MULTILEVEL:
             if key not in ml:
                 continue
-            seeds = sorted(ml[key])
-            records = [ml[key][s] for s in seeds]
-            eer_rep, eers = seed_mean(records, "EER")
-            _, dcfs = seed_mean(records, "minDCF_norm")
-            e_ci = ci(eer_rep)
+            records, eers, e_ci, dcfs, _ = row_figures(ml, key)
             paired, rel, dpaired = paired_cells(ml, key)
             lines.append(
-                f"| {student_width(records)} | {label} | {len(seeds)} | "
+                f"| {student_width(records)} | {label} | {len(records)} | "
                 f"{numpy.mean(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
                 f"{numpy.mean(dcfs):.3f} | {paired} | {rel} | {dpaired} | "
                 f"{mini_cell(records)} | {count(records[0]['folder'])} |"
@@ -360,25 +365,17 @@ def extra_table(runs, extra):
     for key, label, model, card in extra_rows():
         if key not in extra:
             continue
-        seeds = sorted(extra[key])
-        records = [extra[key][s] for s in seeds]
+        records, eers, e_ci, dcfs, _ = row_figures(extra, key, model)
         folder = records[0]["folder"]
-        eer_rep, eers = seed_mean(records, "EER", model=model)
-        dcf_rep, dcfs = seed_mean(records, "minDCF_norm", model=model)
-        e_ci = ci(eer_rep)
         label = label.format(C=option(folder, "channels"))
-        cells = []
-        for other in ("nokd", "trkd"):
-            found = paired_difference(merged, key, other, (model, "student"))
-            if found:
-                n, diff, (lo, hi) = found[:3]
-                cells.append(f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n})")
-            else:
-                cells.append("")
+        cells = [
+            paired_cells(merged, key, other, (model, "student"))[0]
+            for other in ("nokd", "trkd")
+        ]
         params = parameters(folder, card)
         macs = card_figure(folder, "MACs per 3 s", card)
         lines.append(
-            f"| {label} | {len(seeds)} | {numpy.mean(eers):.2f} | "
+            f"| {label} | {len(records)} | {numpy.mean(eers):.2f} | "
             f"[{e_ci[0]:.2f}, {e_ci[1]:.2f}] | {numpy.mean(dcfs):.3f} | "
             f"{cells[0]} | {cells[1]} | "
             f"{f'{params:,.0f}' if params else ''} | "
@@ -432,16 +429,12 @@ def table(runs, teacher_folder=None):
     for key, label in ROWS:
         if key not in runs:
             continue
-        seeds = sorted(runs[key])
-        records = [runs[key][s] for s in seeds]
-        eer_rep, eers = seed_mean(records, "EER")
-        dcf_rep, dcfs = seed_mean(records, "minDCF_norm")
-        e_ci, d_ci = ci(eer_rep), ci(dcf_rep)
+        records, eers, e_ci, dcfs, d_ci = row_figures(runs, key)
         std = lambda v: numpy.std(v, ddof=1) if len(v) > 1 else float("nan")  # noqa: E731
         paired, rel, dpaired = paired_cells(runs, key)
         mini = mini_cell(records)
         lines.append(
-            f"| {label} | {len(seeds)} | {numpy.mean(eers):.2f} +- "
+            f"| {label} | {len(records)} | {numpy.mean(eers):.2f} +- "
             f"{std(eers):.2f} | [{e_ci[0]:.2f}, {e_ci[1]:.2f}] | "
             f"{numpy.mean(dcfs):.3f} +- {std(dcfs):.3f} | "
             f"[{d_ci[0]:.3f}, {d_ci[1]:.3f}] | {paired} | {rel} | "
@@ -681,11 +674,8 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     runs = load_runs(args.runs)
-    extra = load_runs(
-        args.extra
-        or os.path.join(os.path.dirname(os.path.abspath(args.runs)), "extra")
-    )
     root = os.path.dirname(os.path.abspath(args.runs))
+    extra = load_runs(args.extra or os.path.join(root, "extra"))
     ml = load_groups(args.multilevel or root)
     ml_teacher = load_record(
         os.path.join(args.multilevel or root, "teacher_xvector", "1986")
