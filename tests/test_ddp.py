@@ -123,6 +123,20 @@ def kept_checkpoints(lines):
     return sorted({len(errors), best + 1})
 
 
+def printed_close(got, want):
+    """Within one unit of the last digit SpeechBrain prints (3 significant
+    digits): what a sum of the same float32 values in another order can
+    change in a log line.
+
+    >>> printed_close(1.01, 1.0), printed_close(1.02, 1.0)
+    (True, False)
+    """
+    if want == 0:
+        return got == 0
+    unit = 10.0 ** (math.floor(math.log10(abs(want))) - 2)
+    return abs(got - want) <= unit * (1 + 1e-9)
+
+
 def run_ddp(out, tiny_data, prep, teacher_dir, wait=True):
     """The tiny TRKD run on 2 processes, batch 4 each (8 in all)."""
     args = [a.replace("--batch_size=8", "--batch_size=4") for a in RESUME_ARGS]
@@ -186,8 +200,8 @@ def test_torchrun_kill_9_then_resume(
     for line, ref_line in zip(lines, ref_lines):
         got, want = parse_line(line), parse_line(ref_line)
         assert got.keys() == want.keys()
-        for key in want:  # printed with 3-4 digits; sums in another order
-            assert got[key] == pytest.approx(want[key], rel=2e-3), key
+        for key in want:  # the same weights; sums in another order
+            assert printed_close(got[key], want[key]), key
     result = json.loads((out / "verification.json").read_text())
     ref_result = json.loads((ddp_reference / "verification.json").read_text())
     assert result["teacher"] == ref_result["teacher"]

@@ -505,8 +505,12 @@ def test_dynamic_student_end_to_end(tiny_data, tmp_path):
     assert facts["macs_pruned"] == facts["macs_pruned_counted"]
     assert facts["max_abs_diff_masked_vs_pruned"] < 1e-4
     result = json.loads((out / "verification.json").read_text())
-    # Same embeddings, same scores: the masked and the pruned model agree.
-    assert result["pruned"]["EER"] == pytest.approx(result["student"]["EER"])
+    # Embeddings within 1e-4, so scores within ~1e-4: the EERs agree up to
+    # one target / non-target pair swapping order at the threshold (the
+    # float32 noise of the two models is machine-dependent).
+    masked, scored = result["student"], result["pruned"]
+    pairs = min(masked["target_trials"], masked["nontarget_trials"])
+    assert abs(scored["EER"] - masked["EER"]) <= 100.0 / pairs + 1e-9
     pruned = EncoderClassifier.from_hparams(
         source=str(out / "pruned"), savedir=str(tmp_path / "load")
     )
