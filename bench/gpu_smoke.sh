@@ -27,7 +27,7 @@ for prec in fp16 bf16; do
     --precision="$prec" --number_of_epochs=2 \
     --output_folder="$work/teacher_$prec"
   python train_kd.py hparams/trkd.yaml "${corpus[@]}" --precision="$prec" \
-    --number_of_epochs=2 "--tau_schedule={start_epoch: 1, end_epoch: 2}" \
+    --number_of_epochs=2 "--tau_schedule={start_at: 0.25, end_at: 0.75}" \
     --teacher_source="$work/teacher_$prec/pretrained" \
     --output_folder="$work/trkd_$prec"
 done

@@ -18,7 +18,7 @@ python train_teacher.py hparams/teacher_ecapa.yaml --data_folder="$data" \
 python train_kd.py hparams/trkd.yaml --data_folder="$data" \
   --noprogressbar --number_of_epochs=2 --channels=16 --seed=1986 \
   --teacher_source="$out/teacher/pretrained" \
-  "--tau_schedule={start_epoch: 1, end_epoch: 2}" \
+  "--tau_schedule={start_at: 0.25, end_at: 0.75}" \
   --output_folder="$out/trkd" > "$out/trkd.log" 2>&1
 python - "$out" <<'PY'
 import json, sys

@@ -13,7 +13,8 @@ In training, ``KDBrain.compute_forward`` returns the student's outputs
 embedding, taps: ``FrozenTeacher.forward``, or the teacher cache), and
 ``compute_objectives`` scales the student's cosines by ``logit_scale``
 and hands every term the inputs it names. ``tau`` (``tau_schedule``) and
-``kd_factor`` (``kd_warmup``) are set at the start of every epoch.
+``kd_factor`` (``kd_warmup``) are set before every training step from the
+run's progress (``speechbrain_kd.schedules``).
 
 The modules these Brains expect (``modules`` of the YAML) are
 ``compute_features``, ``mean_var_norm``, ``embedding_model`` and
@@ -284,8 +285,10 @@ class KDBrain(SpeakerBrain):
 
     The ``hparams`` it reads besides ``SpeakerBrain``'s: ``distill_terms``
     (``speechbrain_kd.terms``), ``student_taps`` / ``teacher_taps``,
-    ``tau_schedule`` (a number or a callable of the epoch),
-    ``kd_warmup`` (a callable of the epoch giving a factor in [0, 1]),
+    ``tau_schedule`` (a number, a schedule with ``at_step`` such as
+    ``speechbrain_kd.schedules.TauCurriculum``, set before every step, or
+    a callable of the epoch), ``kd_warmup`` (the same, giving a factor in
+    [0, 1]),
     ``teacher_source`` (named in errors), ``out_n_neurons`` (checked
     against the teacher's classes) and ``embedding_only`` (the student has
     its own classes: the teacher's logits are dropped,
@@ -334,6 +337,10 @@ class KDBrain(SpeakerBrain):
         self.kd_warmup = hparams.get("kd_warmup")
         self.tau = None
         self.kd_factor = 1.0
+        # the schedules' total of steps (fit and make_dataloader set them)
+        self.train_steps_per_epoch = None
+        counter = hparams.get("epoch_counter")
+        self.total_epochs = getattr(counter, "limit", None)
         if self.tau_schedule is not None and not callable(self.tau_schedule):
             check_hyperparameter("tau_schedule", self.tau_schedule, "tau")
         self.teacher_source = str(hparams.get("teacher_source", "teacher"))
@@ -481,28 +488,89 @@ class KDBrain(SpeakerBrain):
             loss = loss + self.kd_factor * term.weight * value
         return loss
 
+    def fit(self, epoch_counter, train_set, *args, **kwargs):
+        """``Brain.fit``; remembers the number of epochs (the schedules'
+        total of steps)."""
+        self.total_epochs = getattr(epoch_counter, "limit", None)
+        if isinstance(train_set, torch.utils.data.DataLoader):
+            self.train_steps_per_epoch = len(train_set)
+        return super().fit(epoch_counter, train_set, *args, **kwargs)
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """``SpeakerBrain.make_dataloader``; remembers the training loader's
+        length (the optimiser steps of an epoch, per process)."""
+        loader = super().make_dataloader(
+            dataset, stage, ckpt_prefix, **loader_kwargs
+        )
+        if stage == sb.Stage.TRAIN:
+            self.train_steps_per_epoch = len(loader)
+        return loader
+
+    def optimiser_step(self, batches_done):
+        """``(step, total_steps)``: the 0-based optimiser step of the batch
+        after ``batches_done`` batches of this epoch, and the run's total
+        (``None, None`` when the loader length is unknown)."""
+        per_epoch = self.train_steps_per_epoch
+        if per_epoch is None:
+            return None, None
+        accumulation = max(1, int(self.grad_accumulation_factor))
+        batch = (self.epoch - 1) * per_epoch + batches_done
+        epochs = self.total_epochs
+        total = None if epochs is None else epochs * per_epoch // accumulation
+        return batch // accumulation, total
+
+    def _scheduled(self, name, schedule, batches_done):
+        """The value of ``schedule`` (a number, a schedule with ``at_step``
+        or a callable of the epoch) for the next training step."""
+        if not callable(schedule):
+            return schedule
+        if not hasattr(schedule, "at_step"):
+            return schedule(self.epoch)
+        step, total = self.optimiser_step(batches_done)
+        if step is None:
+            raise ValueError(
+                f"{name} is a schedule in training steps but the length of "
+                "the training loader is unknown: train with KDBrain.fit"
+            )
+        return schedule.at_step(step, total, self.epoch)
+
+    def set_schedules(self, batches_done):
+        """Sets tau and the KD warm-up factor for the training step after
+        ``batches_done`` batches of this epoch."""
+        where = f"at epoch {self.epoch}, step {batches_done + 1}"
+        if self.tau_schedule is not None:
+            self.tau = self._scheduled(
+                "tau_schedule", self.tau_schedule, batches_done
+            )
+            check_hyperparameter(f"tau_schedule ({where})", self.tau, "tau")
+        if self.kd_warmup is not None:
+            self.kd_factor = self._scheduled(
+                "kd_warmup", self.kd_warmup, batches_done
+            )
+            if not 0 <= self.kd_factor <= 1:
+                raise ValueError(
+                    f"kd_warmup gave {self.kd_factor} {where}, expected a "
+                    "factor in [0, 1]"
+                )
+
+    def on_fit_batch_start(self, batch, should_step):
+        """``SpeakerBrain.on_fit_batch_start``; sets the schedules."""
+        super().on_fit_batch_start(batch, should_step)
+        self.set_schedules(self.step - 1)  # Brain counts this batch already
+
     def on_stage_start(self, stage, epoch=None):
         """``SpeakerBrain.on_stage_start``; sets tau and the KD warm-up
-        factor of a training epoch."""
+        factor of the first step of a training epoch."""
         super().on_stage_start(stage, epoch)
         if stage != sb.Stage.TRAIN or epoch is None:
             return
-        if self.tau_schedule is not None:
-            tau = self.tau_schedule
-            self.tau = tau(epoch) if callable(tau) else tau
-            check_hyperparameter(
-                f"tau_schedule (at epoch {epoch})", self.tau, "tau"
-            )
-        if self.kd_warmup is not None:
-            self.kd_factor = self.kd_warmup(epoch)
-            if not 0 <= self.kd_factor <= 1:
-                raise ValueError(
-                    f"kd_warmup gave {self.kd_factor} at epoch {epoch}, "
-                    "expected a factor in [0, 1]"
-                )
+        self.set_schedules(self.step)  # > 0 when resumed inside the epoch
 
     def epoch_meta(self, epoch):
-        """The log line also shows tau and, with terms, the KD factor."""
+        """The log line also shows tau and, with terms, the KD factor (at
+        the epoch's last step)."""
         meta = {}
         if self.tau is not None:
             meta["tau"] = round(self.tau, 5)

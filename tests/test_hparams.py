@@ -283,11 +283,13 @@ def test_merged_variant_builds_the_removed_file(old):
     assert got_student == student
     if name == "dyn_trkd":  # trkd.yaml's TRKD and curriculum
         tau = hp["tau_schedule"]
-        assert [tau.start, tau.end, tau.start_epoch, tau.end_epoch] == [
+        p = tau.progress
+        assert [tau.start, tau.end, p.unit, p.start, p.end] == [
             1.0,
             0.05,
-            2,
-            8,
+            "at",
+            10 / 150,
+            60 / 150,
         ]
         assert (
             hp["distill_terms"]["complexity"]["fn"].model
@@ -329,7 +331,7 @@ def test_command_line_overrides_reach_the_fragments():
         "trkd",
         {
             "channels": 32,
-            "tau_schedule": {"start_epoch": 1, "end_epoch": 4},
+            "tau_schedule": {"end_at": 0.5, "end": 0.2},
             "method": {"lambda_conf": 2.0},
         },
     )
@@ -339,5 +341,6 @@ def test_command_line_overrides_reach_the_fragments():
     assert recoverables["embedding_model"] is hp["embedding_model"]
     assert recoverables["counter"] is hp["epoch_counter"]
     tau = hp["tau_schedule"]
-    assert (tau.start_epoch, tau.end_epoch, tau.end) == (1, 4, 0.05)
+    p = tau.progress
+    assert (p.unit, p.start, p.end, tau.end) == ("at", 10 / 150, 0.5, 0.2)
     assert hp["distill_terms"]["trkd"]["fn"].lambda_conf == 2.0

@@ -147,6 +147,34 @@ def test_trkd_tau_one_equals_dkd(seed):
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
+def test_size_cut_hand_example():
+    """cut=size: F is the ceil(tau * 4) most probable of the 4 non-targets,
+    whatever their mass; the target is never in F, ties in rank order."""
+    t = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    y = torch.tensor([0])
+
+    def f(tau, target=y):
+        return confusion_mask(t, target, tau, cut="size").int().tolist()
+
+    assert f(0.25) == [[0, 1, 0, 0, 0]]
+    assert f(0.26) == [[0, 1, 1, 0, 0]]  # ceil(1.04) = 2
+    assert f(0.75) == [[0, 1, 1, 1, 0]]
+    assert f(1.0) == [[0, 1, 1, 1, 1]]
+    assert f(1e-6) == [[0, 1, 0, 0, 0]]
+    assert f(0.5, torch.tensor([1])) == [[1, 0, 1, 0, 0]]
+    # a batch: each row its own ranking; the same k for every row
+    t2 = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, 4.0, 0.0, 1.0]])
+    got = confusion_mask(t2, torch.tensor([1, 0]), 0.6, cut="size")
+    assert got.int().tolist() == [[0, 0, 1, 1], [0, 1, 0, 1]]
+    # the loss with the size cut is the mass-cut loss on the same set
+    s = torch.tensor([[0.3, 0.1, 0.4, -0.2, 0.0]])
+    a = trkd_loss(s, t, y, tau=0.5, T=1.0, cut="size")  # F = {1, 2}
+    b = trkd_loss(s, t, y, tau=0.7, T=1.0)  # F = {1, 2}
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cut"):
+        confusion_mask(t, y, 0.5, cut="count")
+
+
 def test_masses_sum_to_one():
     g = torch.Generator().manual_seed(3)
     t = torch.randn(8, 30, generator=g) * 4

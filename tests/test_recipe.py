@@ -55,7 +55,7 @@ def test_trkd_student_end_to_end(teacher_run, tiny_data, tmp_path):
         f"--prep_folder={teacher_run}/prep",
         f"--teacher_source={teacher_run}/pretrained",
         "--number_of_epochs=2",
-        "--tau_schedule={start_epoch: 1, end_epoch: 2}",
+        "--tau_schedule={start_at: 0.25, end_at: 0.75}",
         "--channels=16",
         *TINY,
     )

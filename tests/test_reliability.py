@@ -50,7 +50,7 @@ TINY = [
 # steps (intra-epoch) and at the end of every epoch
 RESUME_ARGS = [
     "--number_of_epochs=2",
-    "--tau_schedule={start_epoch: 1, end_epoch: 2}",
+    "--tau_schedule={start_at: 0.25, end_at: 0.75}",
     "--ckpt_interval_steps=3",
     "--num_workers=1",  # crops drawn in a worker process
 ]
@@ -372,6 +372,42 @@ def stage(name):
     import speechbrain as sb
 
     return getattr(sb.Stage, name)
+
+
+def test_tau_is_set_every_step_from_the_run_progress(
+    tiny_data, prep, teacher_dir, tmp_path
+):
+    """With trkd.yaml's curriculum in fractions of the steps, the tau a
+    term sees at every step of a 2-epoch run (8 steps an epoch) is the
+    curriculum's at that step of 16, by hand: 1 until step 4 (0.25), 0.05
+    from step 12 (0.75); the log line shows the epoch's last tau."""
+    from speechbrain_kd.schedules import TauCurriculum
+
+    taus = []
+
+    def record(student_logits, tau):
+        taus.append(tau)
+        return student_logits.sum() * 0
+
+    brain, datasets, hparams = build(
+        tiny_data,
+        prep,
+        teacher_dir,
+        tmp_path,
+        terms={"record": {"fn": record, "weight": 1.0}},
+        number_of_epochs=2,
+        tau_schedule={"start_at": 0.25, "end_at": 0.75},
+    )
+    fit(brain, datasets, hparams)
+    want = TauCurriculum(start_at=0.25, end_at=0.75)
+    assert taus == [want.at_step(s, 16) for s in range(16)]
+    assert taus[:5] == [1.0] * 5 and taus[12:] == [0.05] * 4
+    g, r = 0.001, 0.5  # step 8: halfway
+    assert taus[8] == pytest.approx(0.05 + 0.95 * (g**r - g) / (1 - g))
+    assert len(set(taus[4:13])) == 9  # a new value every step
+    lines = log_lines(tmp_path)
+    assert "tau: 5.00e-02" in lines[1]
+    assert f"tau: {taus[7]:.2e}" in lines[0]
 
 
 def test_nonfinite_loss_stops_naming_step_and_batch(

@@ -475,10 +475,12 @@ def test_paper_settings():
     fn = trkd["distill_terms"]["trkd"]["fn"]
     assert (fn.lambda_mass, fn.lambda_conf, fn.T) == (1.0, 8.0, 4.0)
     assert fn.partition_T is None  # the triage at T
-    tau = trkd["tau_schedule"]
-    assert [tau(e) for e in (1, 10)] == [1.0, 1.0]
-    assert tau(60) == pytest.approx(0.05) and tau(80) == pytest.approx(0.05)
-    assert 0.05 < tau(35) < 0.1  # exponential with gamma 0.001: fast drop
+    tau, total = trkd["tau_schedule"], 150 * 1000  # the paper's proportions
+    assert [tau.at_step(s, total) for s in (0, 10_000)] == [1.0, 1.0]
+    assert tau.at_step(60_000, total) == 0.05 == tau.at_step(total - 1, total)
+    assert 0.05 < tau.at_step(35_000, total) < 0.1  # gamma 0.001: fast drop
+    warm = trkd["kd_warmup"]
+    assert warm.at_step(5600, 80_000) == pytest.approx(0.8)  # epoch 5.6 of 7
     assert trkd["n_mels"] == 80 and trkd["sentence_len"] == 3.0
     assert trkd["channels"] == 400 and teacher["channels"] == 1024
     assert trkd["wav_augment"] is None  # no noise / RIR CSV given

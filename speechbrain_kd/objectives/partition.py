@@ -103,6 +103,35 @@ def top_mass_set(teacher_logits, cutoff, T=1.0, exclude=None):
     return (top_mass_mask(p, cutoff) | top_class_mask(p)) & ~exclude
 
 
+def top_size_set(teacher_logits, fraction, exclude=None):
+    """The teacher's ``k`` most probable classes outside ``exclude``, with
+    ``k = max(1, ceil(fraction * n))`` of the ``n`` classes outside it, as
+    a ``[batch, classes]`` bool mask (a cut by set size, not by mass).
+
+    Example
+    -------
+    >>> t = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    >>> gt = torch.tensor([[True, False, False, False, False]])
+    >>> top_size_set(t, 0.5, exclude=gt).int().tolist()  # k = 2 of 4
+    [[0, 1, 1, 0, 0]]
+    >>> top_size_set(t, 0.01, exclude=gt).int().tolist()  # at least 1
+    [[0, 1, 0, 0, 0]]
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"set-size fraction must be in (0, 1], got {fraction}")
+    t = teacher_logits.detach().float()
+    if exclude is None:
+        exclude = torch.zeros_like(t, dtype=torch.bool)
+    n = t.shape[-1] - exclude.sum(-1)  # [batch]
+    k = (fraction * n.double()).ceil().long().clamp_min(1)
+    ranked = t.masked_fill(exclude, float("-inf")).argsort(-1, descending=True)
+    rank = torch.empty_like(ranked).scatter_(
+        -1, ranked, torch.arange(t.shape[-1]).expand_as(ranked).contiguous()
+    )
+    return (rank < k.unsqueeze(-1)) & ~exclude
+
+
 class PartitionStats:
     """Per-epoch size of a teacher-defined class set and teacher masses.
 

@@ -24,10 +24,13 @@ from speechbrain_kd.objectives.partition import (
     PartitionStats,
     PartitionTerm,
     top_mass_set,
+    top_size_set,
 )
 
+CUTS = ("mass", "size")
 
-def confusion_mask(teacher_logits, targets, tau, T=1.0):
+
+def confusion_mask(teacher_logits, targets, tau, T=1.0, cut="mass"):
     """The confusion set F of each example, as a ``[batch, classes]`` mask.
 
     Arguments
@@ -42,6 +45,10 @@ def confusion_mask(teacher_logits, targets, tau, T=1.0):
     T : float
         Temperature of the teacher posterior that ranks and cuts the
         non-target classes (``trkd_loss`` passes its ``partition_T``).
+    cut : str
+        ``mass`` (the paper's): tau is the cumulative probability of F;
+        ``size``: F is the ``ceil(tau * (classes - 1))`` most probable
+        non-target classes, whatever their mass.
 
     Returns
     -------
@@ -59,11 +66,17 @@ def confusion_mask(teacher_logits, targets, tau, T=1.0):
     >>> # at T = 4 the non-targets are 0.33, 0.25, 0.22, 0.20 (renormalised)
     >>> confusion_mask(t, torch.tensor([0]), 0.6, T=4.0).int().tolist()
     [[0, 1, 1, 1, 0]]
+    >>> confusion_mask(t, torch.tensor([0]), 0.75, cut="size").int().tolist()
+    [[0, 1, 1, 1, 0]]
     """
     tau = float(tau)
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
+    if cut not in CUTS:
+        raise ValueError(f"TRKD cut must be one of {CUTS}, got {cut!r}")
     gt = target_mask(teacher_logits, targets)
+    if cut == "size":
+        return top_size_set(teacher_logits, tau, exclude=gt)
     return top_mass_set(teacher_logits, tau, T, exclude=gt)
 
 
@@ -100,6 +113,7 @@ def _trkd_terms(
     lambda_conf=8.0,
     T=4.0,
     partition_T=None,
+    cut="mass",
 ):
     """TRKD loss with its partition: ``(loss, confusion mask, teacher
     masses [target, F, B] at T)``; see ``trkd_loss``."""
@@ -108,7 +122,7 @@ def _trkd_terms(
     t = teacher_logits.detach().float() / T
     gt = target_mask(s, targets)
     cut_T = T if partition_T is None else partition_T
-    conf = confusion_mask(teacher_logits, targets, tau, cut_T)
+    conf = confusion_mask(teacher_logits, targets, tau, cut_T, cut)
     teacher_masses = triage_masses(t, gt, conf)
     three_mass = mass_kl(teacher_masses, triage_masses(s, gt, conf))
     confusion = masked_kl(s, t, conf)
@@ -125,6 +139,7 @@ def trkd_loss(
     lambda_conf=8.0,
     T=4.0,
     partition_T=None,
+    cut="mass",
 ):
     """TRKD: lambda_mass * three-mass KL + lambda_conf * confusion KL.
 
@@ -149,7 +164,9 @@ def trkd_loss(
         Softmax temperature.
     partition_T : float, optional
         Temperature of the teacher posterior the confusion set is cut on;
-        None (default): ``T``. ``1.0`` is the earlier behaviour.
+        None (default): ``T``; ``1.0`` cuts on the peaked posterior.
+    cut : str
+        ``mass`` (default, the paper's) or ``size`` (``confusion_mask``).
 
     Returns
     -------
@@ -176,6 +193,7 @@ def trkd_loss(
         lambda_conf,
         T,
         partition_T,
+        cut,
     )[0]
 
 
@@ -200,15 +218,22 @@ class TRKDLoss(PartitionTerm):
     """
 
     def __init__(
-        self, lambda_mass=1.0, lambda_conf=8.0, T=4.0, partition_T=None
+        self,
+        lambda_mass=1.0,
+        lambda_conf=8.0,
+        T=4.0,
+        partition_T=None,
+        cut="mass",
     ):
         super().__init__(
             PartitionStats(["target", "confusion", "background"], "F"),
             dict(lambda_mass=lambda_mass, lambda_conf=lambda_conf),
             dict(T=T, partition_T=partition_T),
         )
+        if cut not in CUTS:
+            raise ValueError(f"TRKD cut must be one of {CUTS}, got {cut!r}")
         self.lambda_mass, self.lambda_conf = lambda_mass, lambda_conf
-        self.T, self.partition_T = T, partition_T
+        self.T, self.partition_T, self.cut = T, partition_T, cut
 
     def __call__(self, student_logits, teacher_logits, targets, tau):
         loss, conf, masses = _trkd_terms(
@@ -220,6 +245,7 @@ class TRKDLoss(PartitionTerm):
             self.lambda_conf,
             self.T,
             self.partition_T,
+            self.cut,
         )
         self.stats.update(conf, masses)
         return loss
