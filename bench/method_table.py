@@ -34,8 +34,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "MiniSpeakers"
 METHODS = [
@@ -140,21 +138,12 @@ def fmt_macs(macs):
     return "-" if macs is None else f"{macs / 1e6:,.0f} M"
 
 
-def read_scores(path):
-    pos, neg = [], []
-    with open(path) as f:
-        for line in f:
-            _, _, label, score = line.split()
-            (pos if label == "1" else neg).append(float(score))
-    return pos, neg
+def det_of(path):
+    """(false alarm, miss) rates of a score file along its thresholds."""
+    from speechbrain_kd.scoring import det_points, read_scores
 
-
-def det_points(pos, neg):
-    """(false alarm, miss) rates along the thresholds."""
-    from speechbrain_kd.scoring import error_rates
-
-    far, frr = error_rates(torch.tensor(pos), torch.tensor(neg))[:2]
-    return far.numpy(), frr.numpy()
+    _, labels, scores = read_scores(path)
+    return det_points(scores[labels == 1], scores[labels == 0])
 
 
 # ---------------------------------------------------------------- tables
@@ -285,7 +274,7 @@ def plot_det(det, path):
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
     for label, scores in det.items():
-        far, frr = det_points(*read_scores(scores))
+        far, frr = det_of(scores)
         keep = (far > 1e-4) & (frr > 1e-4) & (far < 0.6) & (frr < 0.6)
         style = "k--" if "teacher" in label else "-"
         ax.plot(norm.ppf(far[keep]), norm.ppf(frr[keep]), style, label=label)

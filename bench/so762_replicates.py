@@ -26,37 +26,15 @@ import json
 import os
 import sys
 
-import numpy
-
 from speechbrain_kd.data import read_csv
+from speechbrain_kd.scoring import det_points, read_scores
 from speechbrain_kd.scoring.bootstrap import eer_of, min_dcf_of, resamples
 
 
-def read_scores(path):
-    """``(enrol IDs, labels, scores)`` of a score file."""
-    enrol, labels, scores = [], [], []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if len(parts) != 4:
-                raise ValueError(
-                    f"{path}:{n}: expected 'enrol test label score'"
-                )
-            enrol.append(parts[0])
-            labels.append(int(parts[2]))
-            scores.append(float(parts[3]))
-    return enrol, numpy.asarray(labels), numpy.asarray(scores)
-
-
-def det_points(scores, labels, num=60):
+def det_list(scores, labels, num=60):
     """``[[far, frr], ...]`` at ``num`` thresholds (score quantiles)."""
-    target, nontarget = scores[labels == 1], scores[labels == 0]
-    thresholds = numpy.quantile(scores, numpy.linspace(0.001, 0.999, num))
-    return [
-        [round(float((nontarget >= t).mean()), 6),
-         round(float((target < t).mean()), 6)]
-        for t in thresholds
-    ]  # fmt: skip
+    far, frr = det_points(scores[labels == 1], scores[labels == 0], num)
+    return [[round(float(a), 6), round(float(b), 6)] for a, b in zip(far, frr)]
 
 
 def replicates(path, speaker_of, num, seed, p_target):
@@ -85,7 +63,7 @@ def replicates(path, speaker_of, num, seed, p_target):
         "trials": int(len(labels)),
         "EER_replicates": eers,
         "minDCF_norm_replicates": dcfs,
-        "det": det_points(scores, labels),
+        "det": det_list(scores, labels),
     }
 
 

@@ -139,7 +139,7 @@ def printed_close(got, want):
 
 def run_ddp(out, tiny_data, prep, teacher_dir, wait=True):
     """The tiny TRKD run on 2 processes, batch 4 each (8 in all)."""
-    args = [a.replace("--batch_size=8", "--batch_size=4") for a in RESUME_ARGS]
+    args = [*RESUME_ARGS, "--batch_size=4"]
     return run_kd(out, tiny_data, prep, teacher_dir, *args, wait=wait, nproc=2)
 
 

@@ -162,6 +162,7 @@ def torchrun(nproc):
 def run_kd(out, tiny_data, prep, teacher_dir, *args, wait=True, nproc=1):
     """The tiny TRKD run; ``nproc`` > 1: under torchrun (gloo)."""
     launch = [sys.executable] if nproc == 1 else torchrun(nproc)
+    given = {a.split("=")[0] for a in args}  # these replace TINY's
     if nproc > 1:
         args = (*args, "--distributed_backend=gloo")
     cmd = [
@@ -174,7 +175,7 @@ def run_kd(out, tiny_data, prep, teacher_dir, *args, wait=True, nproc=1):
         f"--teacher_source={teacher_dir}",
         f"--test_csv={prep}/test_small.csv",
         f"--verification_file={prep}/trials_small.txt",
-        *TINY,
+        *[t for t in TINY if t.split("=")[0] not in given],
         *args,
     ]
     if not wait:

@@ -238,3 +238,39 @@ def test_plda_needs_sessions():
         train_plda(x, ["a", "a"])
     with pytest.raises(ValueError, match="more training embeddings than"):
         train_plda(torch.randn(4, 8), ["a", "a", "b", "b"])
+
+
+@pytest.mark.parametrize("num", [None, 60])
+def test_det_points_are_a_det_curve(num, tmp_path):
+    """FAR never decreases and FRR never increases along the points; the
+    rates are error_rates' (FAR = non-targets above, FRR = targets at or
+    below the threshold); read_scores reads write_scores' files."""
+    from speechbrain_kd.scoring import (
+        det_points,
+        error_rates,
+        read_scores,
+        write_scores,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(300, generator=g) + 1.5
+    neg = torch.randn(900, generator=g)
+    far, frr = det_points(pos, neg, num)
+    assert (numpy.diff(far) >= 0).all() and (numpy.diff(frr) <= 0).all()
+    assert far[0] < 0.01 and frr[-1] < 0.01 and frr[0] > 0.9
+    if num is None:
+        _, p_miss, p_fa = error_rates(pos, neg)
+        assert sorted(zip(far, frr)) == sorted(
+            zip(p_fa.tolist(), p_miss.tolist())
+        )
+    trials = [(1, f"e{i}", f"t{i}") for i in range(3)]
+    trials += [(0, f"e{i}", f"u{i}") for i in range(2)]
+    path = tmp_path / "scores.txt"
+    write_scores(path, trials, torch.tensor([0.5, 0.25, -1.0, 0.75, 0.0]))
+    enrol, labels, scores = read_scores(path)
+    assert enrol == ["e0", "e1", "e2", "e0", "e1"]
+    assert labels.tolist() == [1, 1, 1, 0, 0]
+    assert scores.tolist() == [0.5, 0.25, -1.0, 0.75, 0.0]
+    path.write_text("e0 t0 yes 0.5\n")
+    with pytest.raises(ValueError, match="scores.txt:1"):
+        read_scores(path)

@@ -46,6 +46,7 @@ from speechbrain_kd.scoring.metrics import (
     FAR_TARGETS,
     compute_eer,
     compute_min_dcf,
+    det_points,
     detection_metrics,
     error_rates,
     operating_points,
@@ -62,6 +63,7 @@ from speechbrain_kd.scoring.norms import (
 from speechbrain_kd.scoring.plda import plda_pair_scores, train_plda
 from speechbrain_kd.scoring.scores import (
     SCORING_METHODS,
+    read_scores,
     score_trials,
     write_scores,
 )
@@ -79,6 +81,7 @@ __all__ = [
     "cohort_stats",
     "compute_eer",
     "compute_min_dcf",
+    "det_points",
     "detection_metrics",
     "eer_of",
     "error_rates",
@@ -99,6 +102,7 @@ __all__ = [
     "plda_pair_scores",
     "published_thresholds",
     "rates_at",
+    "read_scores",
     "resamples",
     "score_trials",
     "scoring_methods",

@@ -81,6 +81,38 @@ def error_rates(positive_scores, negative_scores):
     return thresholds, p_miss, p_fa
 
 
+def det_points(positive_scores, negative_scores, num=None):
+    """Points of the DET curve: false-alarm and miss rates, FAR ascending.
+
+    The rates of ``error_rates`` (a miss is a target score ``<=`` the
+    threshold, a false alarm a non-target score ``>`` it), ordered by
+    decreasing threshold, so that FAR never decreases and FRR never
+    increases along the curve. ``num``: that many thresholds at evenly
+    spaced quantiles of all scores (plots and records), else every one.
+
+    Returns
+    -------
+    far, frr : numpy.ndarray
+        False-alarm and miss rates, in [0, 1].
+
+    Example
+    -------
+    >>> far, frr = det_points([0.6, 0.8], [0.2, 0.7])
+    >>> far.tolist(), frr.tolist()
+    ([0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5], [1.0, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0])
+    """
+    if num is None:
+        _, p_miss, p_fa = error_rates(positive_scores, negative_scores)
+        return p_fa.numpy()[::-1].copy(), p_miss.numpy()[::-1].copy()
+    pos = _as_scores(positive_scores, "positive_scores").double()
+    neg = _as_scores(negative_scores, "negative_scores").double()
+    q = torch.linspace(0.001, 0.999, num, dtype=torch.float64)
+    thresholds = torch.quantile(torch.cat([pos, neg]), q).flip(0)
+    far = (neg[None, :] > thresholds[:, None]).double().mean(1)
+    frr = (pos[None, :] <= thresholds[:, None]).double().mean(1)
+    return far.numpy(), frr.numpy()
+
+
 def compute_eer(positive_scores, negative_scores):
     """Equal error rate and its threshold, as ``speechbrain``'s ``EER``.
 

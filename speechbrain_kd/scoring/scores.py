@@ -84,6 +84,29 @@ def score_trials(
     return normalize_scores(scores, e_idx, t_idx, mean, std, method), labels
 
 
+def read_scores(path):
+    """``(labels, scores)`` numpy arrays of a ``write_scores`` file, and
+    its enrolment IDs: ``(enrol, labels, scores)``.
+
+    Raises ``ValueError`` naming the file and line of a malformed line.
+    """
+    import numpy
+
+    enrol, labels, scores = [], [], []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if len(parts) != 4 or parts[2] not in ("0", "1"):
+                raise ValueError(
+                    f"{path}:{n}: expected 'enrol test label score' with "
+                    f"label 0 or 1, got {line.strip()!r}"
+                )
+            enrol.append(parts[0])
+            labels.append(int(parts[2]))
+            scores.append(float(parts[3]))
+    return enrol, numpy.asarray(labels), numpy.asarray(scores)
+
+
 def write_scores(path, trials, scores):
     """Writes ``enrol test label score`` lines, as SpeechBrain's scores.txt."""
     atomic_write_text(
