@@ -60,7 +60,8 @@ def test_trkd_student_end_to_end(teacher_run, tiny_data, tmp_path):
         *TINY,
     )
     log = (out / "train_log.txt").read_text()
-    assert "tau: 1.00e+00" in log and "tau: 5.00e-02" in log
+    # tau at the end of epoch 1 (step 7 of 16) and of epoch 2 (0.05)
+    assert "tau: 1.20e-01" in log and "tau: 5.00e-02" in log
     assert "train trkd" in log
     result = json.loads((out / "verification.json").read_text())
     assert set(result) == {"teacher", "student"}
@@ -148,8 +149,10 @@ def test_kdbrain_keeps_teacher_frozen(teacher_run, tiny_data, tmp_path):
         teacher=teacher,
     )
     brain.on_fit_start()
+    loader = brain.make_dataloader(datasets["train"], sb_stage("TRAIN"))
     brain.on_stage_start(sb_stage("TRAIN"), epoch=1)
     batch = next(iter(make_dataloader(datasets["train"], batch_size=4)))
+    assert brain.train_steps_per_epoch == len(loader)
     brain.modules.train()
     brain.fit_batch(batch)
     assert not teacher.training and not teacher.encoder.mods.training

@@ -519,6 +519,7 @@ def test_class_count_and_label_checks(tiny_data, prep, teacher_dir, tmp_path):
         str(bad_teacher), savedir=str(tmp_path / "bt")
     )
     brain.on_fit_start()
+    brain.make_dataloader(datasets["train"], stage("TRAIN"))
     brain.on_stage_start(stage("TRAIN"), epoch=1)
     batch = next(iter(make_dataloader(datasets["valid"], batch_size=4)))
     with pytest.raises(ValueError, match="its label encoder.*inconsistent"):
@@ -560,7 +561,7 @@ def test_hyperparameter_ranges(tiny_data, prep, teacher_dir, tmp_path):
     brain.tau_schedule = lambda epoch: epoch / 4
     brain.on_stage_start(stage("TRAIN"), epoch=4)
     assert brain.tau == 1.0
-    with pytest.raises(ValueError, match=r"at epoch 5\) must be .*1.25"):
+    with pytest.raises(ValueError, match=r"epoch 5, step 1\) must be .*1.25"):
         brain.on_stage_start(stage("TRAIN"), epoch=5)
 
 

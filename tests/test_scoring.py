@@ -274,3 +274,33 @@ def test_det_points_are_a_det_curve(num, tmp_path):
     path.write_text("e0 t0 yes 0.5\n")
     with pytest.raises(ValueError, match="scores.txt:1"):
         read_scores(path)
+
+
+def test_seed_intervals_cover_speakers_and_seeds():
+    """Equal seeds: the two-level interval is the speaker bootstrap's;
+    no speaker variation: it spans the per-seed differences; the t
+    interval by hand (3 seeds, t(0.975, 2) = 4.303)."""
+    from speechbrain_kd.scoring.seeds import (
+        seed_speaker_interval,
+        seed_t_interval,
+    )
+
+    rng = numpy.random.default_rng(0)
+    reps = rng.normal(1.0, 0.2, 1000)
+    a = {s: reps + 5.0 for s in (1, 2, 3)}
+    b = {s: numpy.full(1000, 5.0) for s in (1, 2, 3)}
+    seeds, low, high = seed_speaker_interval(a, b)
+    want = numpy.percentile(reps, [2.5, 97.5])
+    assert seeds == [1, 2, 3]
+    assert (low, high) == pytest.approx(tuple(want), abs=1e-9)
+    a = {1: numpy.full(1000, 1.0), 2: numpy.full(1000, 2.0)}
+    b = {1: numpy.zeros(1000), 2: numpy.zeros(1000), 3: numpy.zeros(1000)}
+    seeds, low, high = seed_speaker_interval(a, b)
+    assert seeds == [1, 2] and (low, high) == (1.0, 2.0)
+    seeds, mean, low, high = seed_t_interval(
+        {1: 1.0, 2: 2.0, 3: 3.0}, {1: 0.0, 2: 0.0, 3: 0.0}
+    )
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / 3**0.5, 1e-3)
+    assert seed_t_interval({1: 1.0}, {1: 0.5})[1:] == (0.5, None, None)
+    with pytest.raises(ValueError, match="no common training seed"):
+        seed_t_interval({1: 1.0}, {2: 1.0})
