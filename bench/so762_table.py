@@ -187,6 +187,68 @@ def pairs_table(runs):
     return lines
 
 
+SEED_PAIRS_HEADER = [
+    "| difference | seeds | per-seed dEER % | dEER % | speakers only "
+    "[95 % CI] | speakers and seeds [95 % CI] | seeds only: t [95 % CI] "
+    "| resolved |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def seed_pair_line(name, a_runs, b_runs, model="student"):
+    """A Markdown line of ``a - b`` with the intervals of
+    ``speechbrain_kd.scoring.seeds`` (``a_runs``, ``b_runs``: ``{seed:
+    record}``), or None without a common seed. Resolved: both the
+    speakers-and-seeds and the t interval exclude 0."""
+    from speechbrain_kd.scoring.seeds import (
+        seed_speaker_interval,
+        seed_t_interval,
+    )
+
+    common = sorted(set(a_runs) & set(b_runs))
+    if not common:
+        return None
+
+    def figs(runs, key):
+        return {s: figures_of(runs[s], model)[key] for s in common}
+
+    reps_a, reps_b = (
+        figs(a_runs, "EER_replicates"),
+        figs(b_runs, "EER_replicates"),
+    )
+    eer_a, eer_b = figs(a_runs, "EER"), figs(b_runs, "EER")
+    _, lo2, hi2 = seed_speaker_interval(reps_a, reps_b)
+    speakers = ci(
+        numpy.mean([numpy.subtract(reps_a[s], reps_b[s]) for s in common], 0)
+    )
+    _, mean, tlo, thi = seed_t_interval(eer_a, eer_b)
+    per_seed = ", ".join(f"{eer_a[s] - eer_b[s]:+.2f}" for s in common)
+    t_cell = "-" if tlo is None else f"[{tlo:+.2f}, {thi:+.2f}]"
+    resolved = tlo is not None and (
+        (lo2 > 0 and tlo > 0) or (hi2 < 0 and thi < 0)
+    )
+    return (
+        f"| {name} | {len(common)} | {per_seed} | {mean:+.2f} | "
+        f"[{speakers[0]:+.2f}, {speakers[1]:+.2f}] | "
+        f"[{lo2:+.2f}, {hi2:+.2f}] | {t_cell} | "
+        f"{'yes' if resolved else 'not resolved'} |"
+    )
+
+
+def seed_pairs_table(runs, pairs, names):
+    """Markdown lines of ``seed_pair_line`` for ``pairs`` of row keys."""
+    lines = list(SEED_PAIRS_HEADER)
+    for row, other in pairs:
+        if row in runs and other in runs:
+            name = (
+                f"{names[row].split(' (')[0]} - {names[other].split(' (')[0]}"
+            )
+            line = seed_pair_line(name, runs[row], runs[other])
+            if line:
+                lines.append(line)
+    return lines
+
+
 TARGETS = ("0.5", "0.25", "0.125")
 EXTRA = (
     ("mixer_trkd", "MLP-Mixer student (dim 104), TRKD at T", "student"),
@@ -350,6 +412,21 @@ def extra_rows():
     ]
 
 
+def width_macs(extra, fixed_key):
+    """Counted MACs of the pruned learned-width student and of the fixed
+    width it is compared with, the same way for both (embedding model,
+    ``torch.utils.flop_counter``, on the pruning record's frames)."""
+    from matched_width import fixed_macs
+
+    seed = sorted(extra[fixed_key])[0]
+    dyn = extra[f"dyn_{fixed_key[6:]}"][seed]["folder"]
+    with open(os.path.join(dyn, "pruning.json")) as f:
+        facts = json.load(f)
+    folder = extra[fixed_key][seed]["folder"]
+    channels = int(option(folder, "channels"))
+    return facts["macs_pruned_counted"], fixed_macs(channels, facts["frames"])
+
+
 def extra_table(runs, extra):
     """Markdown lines of the one-seed rows (``extra``: their records),
     each with its paired difference to no KD and to TRKD at T of the
@@ -386,9 +463,13 @@ def extra_table(runs, extra):
                 merged, f"dyn_{key[6:]}", key, ("pruned", "student")
             )
             if found:
-                pairs.append(
-                    pair_line(f"learned width {key[6:]} - {label}", found)
+                learned, fixed = width_macs(extra, key)
+                name = (
+                    f"learned width {key[6:]} ({learned / 1e6:.1f} M MACs) - "
+                    f"{label} ({fixed / 1e6:.1f} M, "
+                    f"{100 * (fixed - learned) / learned:+.1f} %)"
                 )
+                pairs.append(pair_line(name, found))
     if pairs:
         lines += [""] + PAIRS_HEADER + pairs
     return lines
@@ -683,6 +764,8 @@ def main(argv=None):
     teacher_folder = os.path.join(root, "teacher_ecapa", "1986")
     lines, teacher = table(runs, teacher_folder)
     lines += [""] + pairs_table(runs)
+    vs_nokd = [(k, "nokd") for k, _ in ROWS if k != "nokd"]
+    lines += [""] + seed_pairs_table(runs, vs_nokd + list(PAIRS), dict(ROWS))
     if extra:
         lines += [""] + extra_table(runs, extra)
     if ml or ml_teacher:

@@ -83,6 +83,15 @@ def test_replicates_and_table(tmp_path):
         "]", " ").replace(",", " ").split()[:3])  # fmt: skip
     # better-separated scores: lower EER, interval below zero
     assert diff < 0 and low <= diff <= high < 0
+    # seeds and speakers: per-seed differences, both intervals, a verdict
+    seeds = so762_table.seed_pairs_table(
+        so762_table.load_runs(runs), [("trkd", "nokd")], dict(so762_table.ROWS)
+    )
+    cells = [c.strip() for c in seeds[2].split("|")[1:-1]]
+    assert cells[0] == "TRKD, triage at T - no KD" and cells[1] == "2"
+    per_seed = [float(x) for x in cells[2].split(", ")]
+    assert float(cells[3]) == pytest.approx(numpy.mean(per_seed), abs=0.006)
+    assert cells[7] in ("yes", "not resolved")
     head = so762_table.headline(so762_table.load_runs(runs))
     assert head[2].startswith("| teacher ECAPA")
     assert head[-1].startswith("| student, TRKD (triage at T) | 2 |")
@@ -130,6 +139,13 @@ def test_extra_table_pairs_learned_and_fixed_widths(tmp_path):
         src = tmp_path / "results" / row
         ids = fake_run(src, shift, rng, models=models)
         record_run(src, runs[kind] / row / "1986", ids, csv, 40)
+    import matched_width
+
+    dyn = runs["extra"] / "dyn_0.5" / "1986"
+    learned = matched_width.fixed_macs(56, 50)  # 48 has fewer
+    (dyn / "pruning.json").write_text(
+        json.dumps({"macs_pruned_counted": learned, "frames": 50})
+    )
     fixed = runs["extra"] / "fixed_0.5" / "1986"
     (fixed / "command.txt").write_text("train_kd.py x\n--channels=48\n")
     (fixed / "card.md").write_text(
@@ -144,7 +160,11 @@ def test_extra_table_pairs_learned_and_fixed_widths(tmp_path):
     fixed_line = next(x for x in lines if x.startswith("| fixed width C=48"))
     assert "199,000" in fixed_line and "44.5 M" in fixed_line
     assert "learned width, FLOPs target 0.5 (pruned)" in text
-    pair = next(x for x in lines if x.startswith("| learned width 0.5 - "))
+    pair = next(x for x in lines if x.startswith("| learned width 0.5 ("))
+    # both counted the same way, on the pruning record's frames
+    fixed_macs = matched_width.fixed_macs(48, 50)
+    assert f"({fixed_macs / 1e6:.1f} M, " in pair
+    assert f"{100 * (fixed_macs - learned) / learned:+.1f} %)" in pair
     cells = [c.strip() for c in pair.split("|")[1:-1]]
     diff, low, high = (float(x) for x in cells[2].replace("[", " ").replace(
         "]", " ").replace(",", " ").split())  # fmt: skip
