@@ -92,6 +92,24 @@ def test_replicates_and_table(tmp_path):
     per_seed = [float(x) for x in cells[2].split(", ")]
     assert float(cells[3]) == pytest.approx(numpy.mean(per_seed), abs=0.006)
     assert cells[7] in ("yes", "not resolved")
+    # the converged table: rows as data, the seed intervals, valid error
+    import conv_table
+
+    for row in ("nokd", "trkd"):
+        for seed in ("1986", "1987"):
+            (runs / row / seed / "train_log.txt").write_text(
+                "epoch: 1, lr: 1.00e-03 - train loss: 3.0 - valid loss: 2.0, "
+                "valid ErrorRate: 4.00e-01\n"
+                "epoch: 2, lr: 1.00e-04 - train loss: 2.0 - valid loss: 1.0, "
+                "valid ErrorRate: 2.00e-01\n"
+            )
+    conv = conv_table.table(so762_table.load_runs(runs))
+    trkd = next(x for x in conv if x.startswith("| TRKD, paper"))
+    cells = [c.strip() for c in trkd.split("|")[1:-1]]
+    assert cells[1:3] == ["2", "2"] and cells[-1] == "0.200"
+    assert any(x.startswith("| TRKD, paper proportions") and "no KD" in x
+               and x.endswith(("| yes |", "| not resolved |"))
+               for x in conv)  # fmt: skip
     head = so762_table.headline(so762_table.load_runs(runs))
     assert head[2].startswith("| teacher ECAPA")
     assert head[-1].startswith("| student, TRKD (triage at T) | 2 |")
