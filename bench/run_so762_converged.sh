@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The speechocean762 method table in the converged regime: a teacher
-# trained 16 epochs and students trained EPOCHS epochs (default 16: the
-# learning rate decays to lr_final over the run, the validation error no
-# longer falls), TRKD with its curriculum in training progress (the
+# trained 16 epochs and students trained EPOCHS epochs (default 12: the
+# learning rate decays linearly to lr_final over the run), TRKD with its curriculum in training progress (the
 # paper's proportions: tau 1 for 10/150 of the steps, down to its end at
 # 60/150). One run at a time in recipes/MiniSpeakers; a finished run is
 # skipped, an interrupted one resumes; each run is recorded in
@@ -22,8 +21,16 @@ seeds=${3:-"1986 1987 1988"}
 rows=" ${4:-nokd kd dkd gkd cosine kd_cosine trkd trkd_end0.2 trkd_end0.4
   trkd_T1 trkd_size} "
 rows=${rows//$'\n'/ }
-epochs=${EPOCHS:-16}
+epochs=${EPOCHS:-12}
 teacher=teacher_ecapa_16ep/1986
+# The teacher's published folder is committed with its record, so that
+# every session trains from the same teacher: restore it if missing.
+if [ ! -f "results/so762/$teacher/verification.json" ] && \
+    [ -f "$bench/runs/so762/$teacher/pretrained/hyperparams.yaml" ]; then
+  mkdir -p "results/so762/$teacher"
+  cp -r "$bench/runs/so762/$teacher/pretrained" "results/so762/$teacher/"
+  cp "$bench/runs/so762/$teacher/verification.json" "results/so762/$teacher/"
+fi
 students=(--number_of_epochs="$epochs" --train_views=8 --views_seed=1986)
 kd=("${students[@]}" --teacher_source="results/so762/$teacher/pretrained"
     "--teacher_cache={enabled: True, folder: results/so762/teacher_cache_16ep}")
