@@ -3,7 +3,7 @@
 
 Each published folder is loaded with ``EncoderClassifier.from_hparams``
 (PyTorch: ``encode_batch``, inference mode) and exported with
-``speechbrain_kd.onnx_export`` (ONNX Runtime, CPU provider, same thread
+``speechbrain_kd.onnx`` (ONNX Runtime, CPU provider, same thread
 count); one utterance of ``--seconds`` per call, median of ``--runs`` calls
 after ``--warmup``. All four timings come from one process, interleaved,
 so the ratios hold under machine load.
@@ -54,7 +54,7 @@ def main(argv=None):
     from speechbrain.inference.speaker import EncoderClassifier
 
     from speechbrain_kd.model_size import count_parameters
-    from speechbrain_kd.onnx_export import export_onnx
+    from speechbrain_kd.onnx import export_onnx
 
     threads = torch.get_num_threads()
     wav = 0.1 * torch.randn(1, int(args.seconds * 16000))

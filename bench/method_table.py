@@ -426,7 +426,7 @@ def speed_section(folder):
             "## Embedding time on CPU (`bench/embed_speed.py`)",
             "",
             f"One utterance of {f['seconds']:g} s, {f['threads']} thread(s), "
-            "median of interleaved calls; ONNX = `speechbrain_kd.onnx_export` "
+            "median of interleaved calls; ONNX = `speechbrain_kd.onnx` "
             "graph (Fbank + normalisation + embedding) in ONNX Runtime.",
             "",
             "| model | params | PyTorch | ONNX Runtime | max abs diff "

@@ -3,7 +3,7 @@
 teacher.
 
 For each published folder: exports the float ONNX model and the static
-int8 one (``speechbrain_kd.onnx_export``, calibrated on 200 crops of the
+int8 one (``speechbrain_kd.onnx``, calibrated on 200 crops of the
 training manifest), embeds every test utterance with the three runtimes
 (one utterance per call, 1 thread), scores the trial list (cosine) and
 reports EER / minDCF with 95 % intervals by bootstrap over test speakers,
@@ -82,7 +82,7 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
     from speechbrain.inference.speaker import EncoderClassifier
 
     from speechbrain_kd.data import load_audio, read_csv, resolve_path
-    from speechbrain_kd.onnx_export import (
+    from speechbrain_kd.onnx import (
         calibration_signals,
         export_onnx,
         quantize_int8,

@@ -313,7 +313,7 @@ def model_card(card, num_classes, modules, thresholds=None, calibration=None):
         "embeddings = model.encode_batch(wavs)  # [batch, 1, dim], 16 kHz",
         "```",
         "",
-        "ONNX: `python -m speechbrain_kd.onnx_export THIS_FOLDER` writes "
+        "ONNX: `python -m speechbrain_kd.onnx THIS_FOLDER` writes "
         "`embedding_model.onnx` (waveform in, embedding out) and checks it "
         "against PyTorch.",
         "",

@@ -13,7 +13,7 @@ Writes, in ``save_folder``:
 
 - ``train.csv``: the listed utterances of the 125 speechocean762 train
   speakers (but ``valid_utts`` each) plus the mini corpus' training rows
-  (``mini_prepare.prepare_mini``: 269 speakers): 394 classes;
+  (``shared_prepare.prepare_mini``: 269 speakers): 394 classes;
 - ``valid.csv``: the held-out utterances of the training speakers (both
   corpora);
 - ``test.csv``: every listed utterance of the 125 speechocean762 test
@@ -29,21 +29,19 @@ speechocean762 paths are written absolute (its folder is not
 """
 
 import itertools
-import json
 import logging
 import os
 import random
 import shutil
 
 import soundfile
-from mini_prepare import prepare_mini
+from shared_prepare import OUTPUTS, is_prepared, mark_prepared, prepare_mini
 
 from speechbrain_kd.data import read_csv, read_trials, write_csv, write_trials
 
 logger = logging.getLogger(__name__)
 
 OPTS_FILE = "so762_prepare_opts.json"
-OUTPUTS = ["train.csv", "valid.csv", "test.csv", "veri_test2.txt"]
 
 
 def read_kaldi_list(path):
@@ -174,7 +172,7 @@ def prepare_so762(
     so762_folder : str
         The speechocean762 folder (layout in the module docstring).
     data_folder : str
-        The mini corpus folder (``mini_prepare``).
+        The mini corpus folder (``shared_prepare.prepare_mini``).
     save_folder : str
         Where the outputs go (``<save_folder>/mini`` holds the mini
         corpus' own preparation).
@@ -196,14 +194,9 @@ def prepare_so762(
         mini_opts=mini_opts or {},
     )
     opts_path = os.path.join(save_folder, OPTS_FILE)
-    done = all(os.path.isfile(os.path.join(save_folder, f)) for f in OUTPUTS)
-    if done and os.path.isfile(opts_path):
-        with open(opts_path) as f:
-            if json.load(f) == opts:
-                logger.info(
-                    "speechocean762 already prepared in %s", save_folder
-                )
-                return
+    if is_prepared(save_folder, opts_path, opts):
+        logger.info("speechocean762 already prepared in %s", save_folder)
+        return
     os.makedirs(save_folder, exist_ok=True)
     mini = os.path.join(save_folder, "mini")
     prepare_mini(data_folder, mini, **(mini_opts or {}))
@@ -246,8 +239,7 @@ def prepare_so762(
         os.path.join(mini, "veri_test2.txt"),
         os.path.join(save_folder, "mini_trials.txt"),
     )
-    with open(opts_path, "w") as f:
-        json.dump(opts, f, indent=1)
+    mark_prepared(opts_path, opts)
     logger.info(
         "speechocean762: %d training classes (%d train, %d valid rows), %d "
         "test utterances, %d trials (+ %d mini-corpus trials)",

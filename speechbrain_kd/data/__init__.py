@@ -85,6 +85,7 @@ from speechbrain_kd.data.trials import (
 )
 from speechbrain_kd.data.views import (
     epoch_view,
+    load_view_crop,
     view_generator,
     views_seed,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "epoch_view",
     "load_audio",
     "load_random_crop",
+    "load_view_crop",
     "make_trials",
     "manifest_dataset",
     "missing_trial_ids",

@@ -24,7 +24,7 @@ from speechbrain_kd.data.audio import audio_options, check_audio, load_audio
 from speechbrain_kd.data.crops import crop_generator, load_random_crop
 from speechbrain_kd.data.manifests import read_csv, resolve_path, write_csv
 from speechbrain_kd.data.trials import check_trials
-from speechbrain_kd.data.views import epoch_view, view_generator, views_seed
+from speechbrain_kd.data.views import epoch_view, load_view_crop, views_seed
 
 
 class EpochDataset(sb.dataio.dataset.DynamicItemDataset):
@@ -185,10 +185,17 @@ def dataio_prep(hparams, label_encoder):
     @sb.utils.data_pipeline.provides("sig")
     def train_audio(utt_id, wav, start, stop):
         if views:
-            view = epoch_view(seed, train_set.epoch, utt_id, views)
-            generator = view_generator(views_seed(hparams), view, utt_id)
-        else:
-            generator = crop_generator(seed, train_set.epoch, utt_id)
+            return load_view_crop(
+                resolve(wav),
+                int(start),
+                int(stop),
+                crop,
+                views_seed(hparams),
+                epoch_view(seed, train_set.epoch, utt_id, views),
+                utt_id,
+                **audio_opts,
+            )
+        generator = crop_generator(seed, train_set.epoch, utt_id)
         return load_random_crop(
             resolve(wav), int(start), int(stop), crop, generator, **audio_opts
         )

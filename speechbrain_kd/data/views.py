@@ -17,7 +17,7 @@ and a cached run refuses it.
 
 import torch
 
-from speechbrain_kd.data.crops import crop_generator
+from speechbrain_kd.data.crops import crop_generator, load_random_crop
 
 
 def views_seed(hparams):
@@ -46,6 +46,59 @@ def view_generator(seed, view, key):
     (True, False)
     """
     return crop_generator(seed, f"view{int(view)}", key)
+
+
+def load_view_crop(
+    path,
+    start,
+    stop,
+    num_samples,
+    seed,
+    view,
+    key,
+    sample_rate=16000,
+    resample=False,
+    downmix=True,
+):
+    """The crop of view ``view`` of segment ``key``, read from ``path``.
+
+    ``load_random_crop`` with the generator ``view_generator(seed, view,
+    key)``: the training set of ``dataio_prep`` (``train_views``) and the
+    teacher cache (``speechbrain_kd.teacher_cache``) read a view through
+    it, so both see the same samples.
+
+    Arguments
+    ---------
+    path : str
+        Audio file.
+    start, stop : int
+        Segment in samples of the file's rate, ``stop`` exclusive.
+    num_samples : int
+        Length of the crop at ``sample_rate`` (a shorter segment is whole).
+    seed : int
+        The views' seed (``views_seed``).
+    view : int
+        The view, in ``[0, train_views)``.
+    key : str
+        The segment ID.
+    sample_rate, resample, downmix
+        As ``load_audio``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[min(num_samples, segment length)]`` float32.
+    """
+    return load_random_crop(
+        path,
+        start,
+        stop,
+        num_samples,
+        view_generator(seed, view, key),
+        sample_rate=sample_rate,
+        resample=resample,
+        downmix=downmix,
+    )
 
 
 def epoch_view(seed, epoch, key, views):

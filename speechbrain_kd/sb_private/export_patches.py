@@ -2,7 +2,7 @@
 
 ``export_friendly()`` patches SpeechBrain functions and methods that
 ``torch.export`` cannot trace generally, with equivalent code, and
-restores them on exit; ``speechbrain_kd.onnx_export`` exports inside it.
+restores them on exit; ``speechbrain_kd.onnx`` exports inside it.
 The patched names are listed in ``speechbrain_kd.sb_private.PRIVATE_API``
 and checked by ``tests/test_sb_private.py``.
 """
