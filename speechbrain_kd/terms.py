@@ -20,7 +20,7 @@ computes them (``speechbrain_kd.brain``):
 - ``targets``: ``[batch]`` class indices (the teacher's label encoder);
 - ``student_embedding``, ``teacher_embedding``: ``[batch, dim]``;
 - ``lengths``: ``[batch]`` relative lengths of the waveforms;
-- ``tau``: the current value of ``tau_schedule`` (updated every epoch);
+- ``tau``: the current value of ``tau_schedule`` (set every step);
 - ``student_<alias>`` / ``teacher_<alias>``: outputs of the sub-layers named
   in ``student_taps`` / ``teacher_taps`` (``{alias: submodule path}``),
   recorded with forward hooks (``speechbrain_kd.taps.LayerTaps``); a
