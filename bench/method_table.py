@@ -14,8 +14,8 @@ PNGs of ``bench/figures/``:
   the recipes wrote per-trial scores are scored again here (cached in
   ``<results>/bench_scores``);
 - learned-width students (``dyn_trkd_*/1986/pruned``: ``dyn_trkd.yaml
-  --flops_target=T`` writes ``dyn_trkd_T``, the former per-target files
-  ``dyn_trkd_050`` etc.) against fixed widths
+  --flops_target=T`` writes ``dyn_trkd_T``; per-target names
+  ``dyn_trkd_050`` etc. are read too) against fixed widths
   (``trkd4_c*/1986``);
 - ``det_curves.png`` (seed 1986 of each method, cosine), ``tau.png`` (the
   TRKD curriculum of ``trkd.yaml`` and of the 4-epoch table runs),
@@ -247,7 +247,7 @@ def width_rows(results, sizes):
             continue
         res = read_json(f"{run}/verification.json")["student"]
         target = run.split("dyn_trkd_")[1].split("/")[0]
-        if "." not in target:  # dyn_trkd_025: the former per-target YAMLs
+        if "." not in target:  # dyn_trkd_025: per-target run names
             target = f"0.{target[1:]}"
         params, macs = model_size(f"{run}/pruned", sizes)
         rows.append(

@@ -8,7 +8,7 @@ training manifest), embeds every test utterance with the three runtimes
 (one utterance per call, 1 thread), scores the trial list (cosine) and
 reports EER / minDCF with 95 % intervals by bootstrap over test speakers,
 the paired EER difference int8 - float with its interval, the file sizes,
-and the median time to embed 3 s of audio. Targets (issue 17): EER change
+and the median time to embed 3 s of audio. Targets: EER change
 <= 0.2 points; int8 >= 1.5x faster than float ONNX; student >= 4x faster
 than the teacher in the same runtime. An ONNX Runtime profile of the
 student (share of time per operator type) says what dominates.

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "recipes" / "MiniSpeakers" / "results" / "mini" / "tab4"
 COPIES = ROOT / "bench" / "runs"
 ROWS = [
-    ("trkd_T1", "TRKD, triage at temperature 1 (before)"),
-    ("trkd_T", "TRKD, triage at T = 4 (now the default)"),
+    ("trkd_T1", "TRKD, triage at temperature 1 (`--partition_T=1.0`)"),
+    ("trkd_T", "TRKD, triage at T = 4 (default)"),
     ("trkd_cache", "TRKD at T = 4, teacher cache (8 views, float16)"),
 ]
 FILES = ("verification.json", "train_log.txt", "wall_seconds.txt")

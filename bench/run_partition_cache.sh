@@ -7,7 +7,7 @@
 #   tab4/trkd_T/<seed>        TRKD, triage at T = 4 (the default now)
 #   tab4/trkd_cache/<seed>    the same, teacher outputs from a teacher cache
 #                             (8 views per segment, float16 logits)
-#   tab4/trkd_T1/<seed>       TRKD, triage at temperature 1 (the old cut)
+#   tab4/trkd_T1/<seed>       TRKD, triage at temperature 1 (--partition_T=1.0)
 # Usage: bash bench/run_partition_cache.sh DATA_FOLDER TEACHER [SEEDS]
 # Then: python bench/partition_cache_table.py
 set -euo pipefail
