@@ -164,7 +164,9 @@ def test_torchrun_trains_and_writes_once(
     assert (out / "pretrained" / "embedding_model.ckpt").is_file()
     lines, ref_lines = log_lines(out), log_lines(ref)
     assert len(lines) == len(ref_lines) == 2
-    assert [ckpt_state(c) for c in checkpoints(out)] == [
+    # as a set: two checkpoints of the same second sort by their suffix,
+    # which SpeechBrain picks from the folders that exist at that moment
+    assert sorted(ckpt_state(c) for c in checkpoints(out)) == [
         (epoch, False) for epoch in kept_checkpoints(lines)
     ]
     assert not list((out / "save").glob("CKPT*/*.pending"))
