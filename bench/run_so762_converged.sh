@@ -23,8 +23,8 @@ rows=" ${4:-nokd kd dkd gkd cosine kd_cosine trkd trkd_end0.2 trkd_end0.4
 rows=${rows//$'\n'/ }
 epochs=${EPOCHS:-12}
 teacher=teacher_ecapa_16ep/1986
-# The teacher's published folder is committed with its record, so that
-# every session trains from the same teacher: restore it if missing.
+# A teacher record that holds its published folder (pretrained/) restores
+# it, so that sessions on other machines distil from the same teacher.
 if [ ! -f "results/so762/$teacher/verification.json" ] && \
     [ -f "$bench/runs/so762/$teacher/pretrained/hyperparams.yaml" ]; then
   mkdir -p "results/so762/$teacher"
