@@ -53,6 +53,13 @@ def epochs_of(record):
     return read_train_log(os.path.join(record["folder"], "train_log.txt"))
 
 
+def spread(values, digits):
+    """`` +- std`` of several seeds' values, empty for one."""
+    if len(values) < 2:
+        return ""
+    return f" +- {numpy.std(values, ddof=1):.{digits}f}"
+
+
 def table(runs):
     """Markdown lines: one row per method, then the differences."""
     lines = [
@@ -74,15 +81,14 @@ def table(runs):
             continue
         records, eers, e_ci, dcfs, _ = row_figures(runs, key)
         logs = [epochs_of(r) for r in records]
-        std = numpy.std(eers, ddof=1) if len(eers) > 1 else float("nan")
-        dstd = numpy.std(dcfs, ddof=1) if len(dcfs) > 1 else float("nan")
         paired, rel, _ = paired_cells(runs, key)
         valid = numpy.mean([log[-1]["valid ErrorRate"] for log in logs])
         lines.append(
             f"| {label} | {len(records)} | {len(logs[0])} | "
-            f"{numpy.mean(eers):.2f} +- {std:.2f} | "
-            f"[{e_ci[0]:.2f}, {e_ci[1]:.2f}] | {numpy.mean(dcfs):.3f} +- "
-            f"{dstd:.3f} | {paired.split(' [')[0]} | {rel} | {valid:.3f} |"
+            f"{numpy.mean(eers):.2f}{spread(eers, 2)} | "
+            f"[{e_ci[0]:.2f}, {e_ci[1]:.2f}] | {numpy.mean(dcfs):.3f}"
+            f"{spread(dcfs, 3)} | {paired.split(' [')[0]} | {rel} | "
+            f"{valid:.3f} |"
         )
     from so762_table import SEED_PAIRS_HEADER
 
