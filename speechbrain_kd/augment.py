@@ -2,8 +2,11 @@
 
 ``build_augmenter`` makes the recipe's ``wav_augment`` (an ``Augmenter``
 of noise, reverberation and, with them, ``DropFreq`` / ``DropChunk``) from
-the YAML; ``augment_batch`` applies it to a training batch before teacher
-and student see it (``speechbrain_kd.brain.SpeakerBrain``).
+the YAML, ``data_free_augmenter`` one of augmentations that need no
+recordings (speed, dropped bands and chunks, white noise:
+``hparams/augment/data_free.yaml``); ``augment_batch`` applies it to a
+training batch before teacher and student see it
+(``speechbrain_kd.brain.SpeakerBrain``).
 """
 
 import os
@@ -60,6 +63,57 @@ def build_augmenter(
     n = len(augmentations)
     return augmenter(
         augmentations=augmentations, min_augmentations=n, max_augmentations=n
+    )
+
+
+def data_free_augmenter(enabled, augmentations, augmenter):
+    """An ``Augmenter`` of augmentations that need no recordings, or None.
+
+    Each training batch goes through a random subset of ``augmentations``
+    (at least one, in sequence, with the augmenter's options), so a batch
+    costs one forward pass, unlike the parallel, concatenated scheme of
+    ``build_augmenter``.
+
+    Arguments
+    ---------
+    enabled : bool
+        False: no augmentation (None).
+    augmentations : sequence
+        Waveform augmentations (``SpeedPerturb``, ``DropFreq``,
+        ``DropChunk``, ``AddNoise`` without a CSV: white noise).
+    augmenter : callable
+        An ``Augmenter`` partial.
+
+    Returns
+    -------
+    speechbrain.augment.augmenter.Augmenter or None
+
+    Example
+    -------
+    >>> import torch
+    >>> from functools import partial
+    >>> from speechbrain.augment.augmenter import Augmenter
+    >>> from speechbrain.augment.time_domain import DropChunk
+    >>> aug = data_free_augmenter(
+    ...     True, [DropChunk(drop_length_low=10, drop_length_high=20)],
+    ...     partial(Augmenter, parallel_augment=False,
+    ...             concat_original=False))
+    >>> aug(torch.ones(2, 1000), torch.ones(2))[0].shape
+    torch.Size([2, 1000])
+    >>> data_free_augmenter(False, [], None) is None
+    True
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"augment: expected True or False, got {enabled!r}")
+    if not enabled:
+        return None
+    augmentations = list(augmentations)
+    if not augmentations:
+        raise ValueError("augment: True, but no augmentations are given")
+    return augmenter(
+        augmentations=augmentations,
+        min_augmentations=1,
+        max_augmentations=len(augmentations),
     )
 
 

@@ -56,7 +56,7 @@ def test_output_folder_and_terms(name):
     tree = resolved(name)
     assert name in str(tree["output_folder"])
     assert bool(tree["distill_terms"]) == (name != "nokd")
-    # Schedules are functions of the epoch: nothing to checkpoint
+    # Schedules are functions of training progress: nothing to checkpoint
     assert "tau_schedule" not in tree["checkpointer"]["recoverables"]
     if name in ("dkd", "trkd"):  # they state their warm-up choice
         assert "kd_warmup" in tree
@@ -80,6 +80,46 @@ def resolved(name, **overrides):
     overrides = {"data_folder": "unused", **overrides}
     with open(RECIPE / "hparams" / f"{name}.yaml") as f:
         return ruamel.yaml.YAML().load(resolve_references(f, overrides))
+
+
+def test_teacher_augmentation_keeps_batch_and_labels():
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.augment.augmenter import Augmenter
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_kd.augment import augment_batch
+
+    path = RECIPE / "hparams" / "teacher_ecapa.yaml"
+    with open(path) as f:
+        assert load_hyperpyyaml(f, {"data_folder": "x"})["wav_augment"] is None
+    with open(path) as f:
+        hp = load_hyperpyyaml(f, {"data_folder": "x", "augment": True})
+    aug = hp["wav_augment"]
+    assert isinstance(aug, Augmenter) and len(aug.augmentations) == 4
+    torch.manual_seed(0)
+    wav = torch.randn(4, 16000)
+    batch = PaddedBatch(
+        [
+            {"sig": w, "spk_id_encoded": torch.tensor([i])}
+            for i, w in enumerate(wav)
+        ]
+    )
+    assert (aug.min_augmentations, aug.max_augmentations) == (1, 4)
+    assert not aug.parallel_augment and not aug.concat_original
+    changed = []
+    for _ in range(5):  # one draw may be speed 100 % alone: the identity
+        out = augment_batch(copy.deepcopy(batch), aug)
+        assert out.sig.data.shape[0] == 4  # speed: 95-105 % of the time
+        assert 16000 / 1.05 - 1 <= out.sig.data.shape[1] <= 16000 / 0.95 + 1
+        assert out.spk_id_encoded.data.flatten().tolist() == [0, 1, 2, 3]
+        changed.append(
+            out.sig.data.shape != wav.shape
+            or not torch.equal(out.sig.data, wav)
+        )
+    assert any(changed)
+    with open(path) as f, pytest.raises(TypeError, match="augment"):
+        load_hyperpyyaml(f, {"data_folder": "x", "augment": "yes"})
 
 
 def test_mixer_trkd_is_trkd_with_a_mixer_student():
