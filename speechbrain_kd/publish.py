@@ -5,7 +5,8 @@ trial lists (``verify``), writes the model as a folder that
 ``EncoderClassifier.from_hparams(source=DIR)`` loads, with a model card,
 the cosine-score thresholds and a score calibration
 (``speechbrain_kd.export.export_pretrained``), and reloads it to check
-that its embeddings are the training-time ones (``check_export``).
+that its embeddings are the training-time ones (``check_export``), and
+leaves the run's ``record.json`` (``speechbrain_kd.records``).
 """
 
 import logging
@@ -15,13 +16,17 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.dataloader import make_dataloader
 
+from speechbrain_kd.data import read_csv
 from speechbrain_kd.export import check_export, export_pretrained
+from speechbrain_kd.model_size import count_parameters, embedding_macs
+from speechbrain_kd.records import make_record, write_record
 from speechbrain_kd.scoring import (
     extract_embeddings,
     published_thresholds,
     trial_lists,
     verify,
 )
+from speechbrain_kd.train_log import read_train_log
 
 logger = logging.getLogger(__name__)
 
@@ -158,4 +163,42 @@ def evaluate_and_publish(
         thresholds=thresholds,
         calibration=calibration,
     )
+    record_run(brain, results, name)
     return results
+
+
+def record_run(brain, results, name):
+    """Writes ``<output_folder>/record.json`` from the run's score files
+    (``save_scores``) and its test manifest (``test_csv``); logs why not
+    when the run has neither."""
+    hparams = brain.hparams.__dict__
+    folder = hparams["output_folder"]
+    score_dir = os.path.join(folder, "scores")
+    test_csv = hparams.get("test_csv")
+    if not (hparams.get("save_scores") and os.path.isdir(score_dir)):
+        logger.info("no record.json: the run saved no scores (save_scores)")
+        return
+    if not test_csv or not os.path.isfile(test_csv):
+        logger.info("no record.json: no test_csv %r", test_csv)
+        return
+    speaker_of = {row["ID"]: row["spk_id"] for row in read_csv(test_csv)}
+    method = hparams.get("method")
+    default = "no KD" if name != "teacher" else "teacher"
+    train_log = hparams.get("train_log")
+    modules = {k: brain.modules[k] for k in brain.modules}
+    record = make_record(
+        score_dir,
+        speaker_of,
+        models=set(results),
+        label=method.get("label", default)
+        if isinstance(method, dict)
+        else default,
+        parameters=count_parameters(brain.modules["embedding_model"]),
+        macs_3s=embedding_macs(modules),
+        seed=hparams.get("seed"),
+        epochs=hparams.get("number_of_epochs"),
+        history=read_train_log(train_log)
+        if train_log and os.path.isfile(train_log)
+        else [],
+    )
+    write_record(folder, record)

@@ -8,6 +8,8 @@ import pytest
 import torch
 from conftest import RECIPE, TINY_RUN, run_recipe
 
+from speechbrain_kd.records import figures, read_record
+
 TINY = ["--emb_dim=32", *TINY_RUN]
 
 
@@ -67,6 +69,16 @@ def test_trkd_student_end_to_end(teacher_run, tiny_data, tmp_path):
     assert set(result) == {"teacher", "student"}
     for r in result.values():
         assert 0 <= r["EER"] <= 100 and 0 <= r["minDCF"] <= 0.01
+    record = read_record(str(out))  # the run's record, for the tables
+    assert record["label"].startswith("TRKD") and record["seed"] == 1986
+    assert record["epochs"] == 2 and len(record["history"]) == 2
+    assert record["history"][-1]["tau"] == 0.05
+    assert record["command"][0] == "train_kd.py"
+    for model in ("teacher", "student"):
+        fig = figures(record, model=model)
+        assert fig["EER"] == pytest.approx(result[model]["EER"], abs=1e-4)
+        assert len(fig["EER_replicates"]) == 1000
+    assert record["macs_3s"] > 0
     student = EncoderClassifier.from_hparams(
         source=str(out / "pretrained"), savedir=str(tmp_path / "load")
     )
@@ -78,6 +90,9 @@ def test_trkd_student_end_to_end(teacher_run, tiny_data, tmp_path):
     )
     emb = student.encode_batch(torch.randn(2, 16000))
     assert emb.shape == (2, 1, 32)
+    assert record["parameters"] == sum(
+        p.numel() for p in student.mods.embedding_model.parameters()
+    )
     # A student is a few times smaller than its teacher
     n_s = sum(p.numel() for p in student.mods.embedding_model.parameters())
     n_t = sum(p.numel() for p in teacher.mods.embedding_model.parameters())
