@@ -28,14 +28,6 @@ epochs=${EPOCHS:-12}
 teacher=teacher_ecapa_aug/1986
 teacher_opts=(--number_of_epochs=20 --augment=True)
 cache=results/so762/teacher_cache_aug
-# A teacher record that holds its published folder (pretrained/) restores
-# it, so that sessions on other machines distil from the same teacher.
-if [ ! -f "results/so762/$teacher/verification.json" ] && \
-    [ -f "$bench/runs/so762/$teacher/pretrained/hyperparams.yaml" ]; then
-  mkdir -p "results/so762/$teacher"
-  cp -r "$bench/runs/so762/$teacher/pretrained" "results/so762/$teacher/"
-  cp "$bench/runs/so762/$teacher/verification.json" "results/so762/$teacher/"
-fi
 students=(--number_of_epochs="$epochs" --train_views=8 --views_seed=1986)
 kd=("${students[@]}" --teacher_source="results/so762/$teacher/pretrained"
     "--teacher_cache={enabled: True, folder: $cache}")

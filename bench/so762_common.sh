@@ -1,11 +1,10 @@
 # Sourced by bench/run_so762_*.sh: the options every run of the
 # speechocean762 benchmark takes, and training and recording one run.
 # A record (bench/runs/so762/<run>/) keeps what the tables need without
-# the checkpoints and scores: verification.json, train_log.txt,
-# wall_seconds.txt, command.txt, card.md (the published model card),
-# pruning.json and card_pruned.md (learned widths), replicates.json
-# (bench/so762_replicates.py, written last: a record without it is
-# incomplete and is written again).
+# the checkpoints and scores: record.json (speechbrain_kd.records, written
+# by the recipe when it publishes), and for people train_log.txt,
+# command.txt, card.md (the published model card) and card_pruned.md
+# (learned widths).
 
 # so762_init SO762_DIR DATA_FOLDER: sets so762, data, bench, corpus (the
 # corpus options) and students (the student training options shared by
@@ -24,24 +23,22 @@ so762_init() {
 
 # so762_recorded RUN: bench/runs/so762/RUN is complete (RERUN=1: never).
 so762_recorded() {
-  [ -z "${RERUN:-}" ] && [ -f "$bench/runs/so762/$1/replicates.json" ]
+  [ -z "${RERUN:-}" ] && [ -f "$bench/runs/so762/$1/record.json" ]
 }
 
-# so762_record RUN: copies results/so762/RUN into bench/runs/so762/RUN.
+# so762_record RUN: copies the record of results/so762/RUN into
+# bench/runs/so762/RUN (record.json last: without it a record is
+# incomplete and is written again).
 so762_record() {
   local src=results/so762/$1 dest=$bench/runs/so762/$1 f
   mkdir -p "$dest"
-  rm -f "$dest/replicates.json"
-  cp "$src/verification.json" "$src/train_log.txt" "$dest/"
+  rm -f "$dest/record.json"
+  cp "$src/train_log.txt" "$src/command.txt" "$dest/"
   cp "$src/pretrained/README.md" "$dest/card.md"
-  for f in wall_seconds.txt command.txt pruning.json; do
-    if [ -f "$src/$f" ]; then cp "$src/$f" "$dest/"; fi
-  done
   if [ -f "$src/pruned/README.md" ]; then
     cp "$src/pruned/README.md" "$dest/card_pruned.md"
   fi
-  python "$bench/so762_replicates.py" "$src" --out "$dest/replicates.json" \
-    --test_csv results/so762/prepared/test.csv
+  cp "$src/record.json" "$dest/"
 }
 
 # so762_train RUN SCRIPT YAML OPTIONS...: trains (or resumes) the run in

@@ -33,6 +33,7 @@ from speechbrain.inference.speaker import EncoderClassifier
 from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.export import check_export, export_pretrained
 from speechbrain_kd.fileio import atomic_write_text
+from speechbrain_kd.records import read_record, write_record
 from speechbrain_kd.model_size import count_macs, count_parameters
 from speechbrain_kd.scoring import (
     extract_embeddings,
@@ -220,3 +221,8 @@ if __name__ == "__main__":
     # last: a pruning.json means a checked pruned folder
     path = os.path.join(hparams["output_folder"], "pruning.json")
     atomic_write_text(path, json.dumps(facts, indent=1) + "\n")
+    record = read_record(hparams["output_folder"])
+    if record is not None:  # the run's record, for the tables
+        record["pruning"] = facts
+        record["pruned_parameters"] = facts["params_pruned"]
+        write_record(hparams["output_folder"], record)
