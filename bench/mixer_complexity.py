@@ -37,10 +37,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HPARAMS = os.path.join(REPO, "recipes", "MiniSpeakers", "hparams")
 sys.path.insert(0, REPO)
 
-from speechbrain_kd.lobes.mixer import (  # noqa: E402
-    MixerSpeaker,
-    TransformerSpeaker,
-)
+from speechbrain_kd.lobes.mixer import MixerSpeaker  # noqa: E402
+from speechbrain_kd.lobes.transformer import TransformerSpeaker  # noqa: E402
 from speechbrain_kd.model_size import count_macs  # noqa: E402
 
 SAMPLE_RATE = 16000

@@ -4,7 +4,7 @@
 # recipes/MiniSpeakers (a finished run is skipped), each 4 epochs of the
 # ECAPA C=96 student from the ECAPA teacher TEACHER, tau 1 -> 0.05 over
 # epochs 1-4, seeds SEEDS:
-#   tab4/trkd_T/<seed>        TRKD, triage at T = 4 (the default now)
+#   tab4/trkd_T/<seed>        TRKD, triage at T = 4 (the default)
 #   tab4/trkd_cache/<seed>    the same, teacher outputs from a teacher cache
 #                             (8 views per segment, float16 logits)
 #   tab4/trkd_T1/<seed>       TRKD, triage at temperature 1 (--partition_T=1.0)

@@ -23,6 +23,7 @@ import ruamel.yaml
 import torch
 from hyperpyyaml import resolve_references
 
+from speechbrain_kd.card_thresholds import thresholds_card, thresholds_yaml
 from speechbrain_kd.fileio import atomic_write_text, default_mode
 from speechbrain_kd.model_size import (
     count_parameters,
@@ -33,7 +34,6 @@ from speechbrain_kd.sb_private.normalization import (
     fit_embedding_norm,
     save_embedding_norm,
 )
-from speechbrain_kd.scoring import thresholds_card, thresholds_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def export_pretrained(
         1 % and 0.1 % points with their rates, the corpus and the trial
         counts), recorded as ``verification_thresholds`` in
         ``hyperparams.yaml`` and in the model card
-        (``speechbrain_kd.scoring.thresholds_yaml``).
+        (``speechbrain_kd.card_thresholds.thresholds_yaml``).
     calibration : dict, optional
         A linear score calibration (``a``, ``b``, ``prior``, ``Cllr``,
         ``minCllr``: ``speechbrain_kd.scoring.linear_calibration``),
@@ -272,7 +272,7 @@ def model_card(card, num_classes, modules, thresholds=None, calibration=None):
     number of classes, the facts of ``card`` (method, teacher, data, EER,
     ...), how to load the folder and, when given, the decision
     ``thresholds`` and the score ``calibration`` (as ``export_pretrained``
-    takes them; ``speechbrain_kd.scoring.thresholds_card``).
+    takes them; ``speechbrain_kd.card_thresholds.thresholds_card``).
     """
     params = count_parameters(modules["embedding_model"])
     macs = embedding_macs(modules)

@@ -12,16 +12,18 @@ import torch.nn.functional as F
 from conftest import RECIPE
 from torch.utils.flop_counter import FlopCounterMode
 
-from speechbrain_kd.lobes.mixer import (
+from speechbrain_kd.lobes.front_end import (
     ConvFeatureEncoder,
     FrontEndFeatures,
     FrontEndNormalization,
+)
+from speechbrain_kd.lobes.mixer import (
     MaxFeatureMap,
     MixerBlock,
     MixerSpeaker,
     TokenMixing,
-    TransformerSpeaker,
 )
+from speechbrain_kd.lobes.transformer import TransformerSpeaker
 from speechbrain_kd.lobes.waveform import RawWaveform, WaveformNormalization
 from speechbrain_kd.model_size import count_macs
 from speechbrain_kd.objectives.hidden import (

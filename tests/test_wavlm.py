@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import RECIPE, TINY_RUN, run_recipe
 
-from speechbrain_kd.lobes.mixer import MixerSpeaker, SpeakerHead
+from speechbrain_kd.lobes.heads import SpeakerHead
+from speechbrain_kd.lobes.mixer import MixerSpeaker
 from speechbrain_kd.taps import LayerTaps
 
 transformers = pytest.importorskip("transformers")

@@ -40,7 +40,8 @@ import warnings
 
 import torch
 
-from speechbrain_kd.lobes.mixer import SpeakerHead, valid_counts
+from speechbrain_kd.frames import valid_counts
+from speechbrain_kd.lobes.heads import SpeakerHead
 
 INSTALL_HINT = (
     "WavLM needs Hugging Face transformers: pip install speechbrain_kd[hf] "

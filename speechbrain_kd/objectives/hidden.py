@@ -27,11 +27,11 @@ Access, 2025).
 import torch
 import torch.nn.functional as F
 
+from speechbrain_kd.frames import frame_mask
 from speechbrain_kd.objectives.embedding import (
     _channels_last,
     _get_tap,
     _projection,
-    frame_mask,
 )
 from speechbrain_kd.objectives.epoch_sums import EpochSums
 

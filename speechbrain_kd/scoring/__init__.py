@@ -4,12 +4,26 @@ Modules: ``embeddings`` (``extract_embeddings``), ``norms`` (cosine of the
 trial pairs and z/t/s/as-norm against a cohort), ``plda`` (PLDA training
 and pair scores), ``scores`` (``score_trials`` with one back-end, score
 files), ``metrics`` (EER, minDCF, operating points, ``detection_metrics``),
-``calibration`` (Cllr, linear calibration, published thresholds),
+``calibration`` (Cllr, linear calibration),
 ``bootstrap`` (confidence intervals by resampling speakers) and
 ``evaluate`` (``verify``: every trial list with every back-end of a
-recipe). Every public name is importable from ``speechbrain_kd.scoring``.
+recipe). Every public name is importable from ``speechbrain_kd.scoring``,
+with those of ``speechbrain_kd.card_thresholds`` (the thresholds and
+calibration of a published folder: ``thresholds_yaml``,
+``thresholds_card``, ``far_key``...).
 """
 
+from speechbrain_kd.card_thresholds import (
+    DRIFT_NOTE,
+    RATE_KEYS,
+    check_calibration,
+    check_thresholds,
+    far_key,
+    far_label,
+    p_far,
+    thresholds_card,
+    thresholds_yaml,
+)
 from speechbrain_kd.scoring.bootstrap import (
     eer_of,
     interval,
@@ -18,22 +32,13 @@ from speechbrain_kd.scoring.bootstrap import (
     speaker_index,
 )
 from speechbrain_kd.scoring.calibration import (
-    DRIFT_NOTE,
-    RATE_KEYS,
     calibrated_llr,
-    check_calibration,
-    check_thresholds,
     cllr,
-    far_key,
-    far_label,
     fit_linear_calibration,
     linear_calibration,
     min_cllr,
-    p_far,
     pav,
     pav_llrs,
-    thresholds_card,
-    thresholds_yaml,
 )
 from speechbrain_kd.scoring.embeddings import extract_embeddings
 from speechbrain_kd.scoring.evaluate import (

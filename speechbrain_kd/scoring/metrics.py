@@ -21,7 +21,8 @@ import math
 
 import torch
 
-from speechbrain_kd.scoring.calibration import far_key, linear_calibration
+from speechbrain_kd.card_thresholds import far_key
+from speechbrain_kd.scoring.calibration import linear_calibration
 
 logger = logging.getLogger(__name__)
 
