@@ -23,7 +23,7 @@
 # teacher (results/so762/teacher_ecapa/1986) is trained first when a run
 # needs it and it is missing; the teacher cache is shared with the table
 # (built if missing). A recorded run is skipped (RERUN=1 retrains it).
-# Then: python bench/so762_table.py --figures bench/figures
+# Then: python bench/tables.py; python bench/plots.py
 set -euo pipefail
 source "$(dirname "$0")/so762_common.sh"
 so762_init "$1" "$2"

@@ -14,7 +14,7 @@
 # With CHANNELS WIDE_CHANNELS EMB_DIM (e.g. 64 192 64) the student has
 # that width instead, and its runs go to ml_c<CHANNELS>/<level>/<seed>/.
 # A recorded run is skipped (RERUN=1 retrains it); an interrupted one
-# resumes. Then: python bench/so762_table.py --figures bench/figures
+# resumes. Then: python bench/tables.py; python bench/plots.py
 set -euo pipefail
 source "$(dirname "$0")/so762_common.sh"
 so762_init "$1" "$2"

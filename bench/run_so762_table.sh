@@ -12,7 +12,7 @@
 # for all KD runs.
 # A run already recorded in bench/runs/so762/tab is skipped too (the
 # records are committed, the checkpoints are not): RERUN=1 retrains it.
-# Then: python bench/so762_table.py --figures bench/figures
+# Then: python bench/tables.py; python bench/plots.py
 set -euo pipefail
 source "$(dirname "$0")/so762_common.sh"
 so762_init "$1" "$2"

@@ -18,118 +18,29 @@ import os
 import sys
 
 import numpy
+import yaml
 
 from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.records import load_records, paired_difference
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(BENCH, "runs", "so762")
-TAB_TRKD = "tau 1 -> 0.05 over epochs 1-4"
-CONV_TRKD = "tau 1 -> 0.05 over steps 10/150 -> 60/150"
+CLASSES, PAPER_CLASSES = 394, 5994
+
+
+def blocks(path=os.path.join(BENCH, "rows.yaml")):
+    """The blocks of ``rows.yaml``: rows (``path``, ``model``, ``label``
+    or ``extra`` after the method's label), ``baseline``, ``pairs``."""
+    with open(path, encoding="utf-8") as f:
+        found = yaml.safe_load(f)
+    for spec in found.values():
+        spec["rows"] = [row(**r) for r in spec["rows"]]
+        spec["pairs"] = [tuple(p) for p in spec["pairs"]]
+    return found
 
 
 def row(path, extra="", model="student", label=None):
     return {"path": path, "extra": extra, "model": model, "label": label}
-
-
-TEACHER = "teacher ECAPA C=256"
-BLOCKS = {
-    "so762-table": {
-        "rows": [
-            row("tab/nokd", model="teacher", label=TEACHER + " (8 epochs)"),
-            row("tab/nokd"),
-            row("tab/kd"),
-            row("tab/dkd"),
-            row("tab/gkd"),
-            row("tab/trkd", "triage at T, " + TAB_TRKD),
-            row("tab/trkd_T1", "triage at temperature 1"),
-            row("tab/trkd_fixed_tau", "fixed tau 0.05 from the start"),
-        ],
-        "baseline": "tab/nokd",
-        "pairs": [
-            ("tab/trkd", "tab/kd"),
-            ("tab/trkd", "tab/dkd"),
-            ("tab/dkd", "tab/kd"),
-            ("tab/gkd", "tab/kd"),
-            ("tab/trkd_T1", "tab/trkd"),
-            ("tab/trkd_fixed_tau", "tab/trkd"),
-        ],  # fmt: skip
-    },
-    "so762-one-seed": {
-        "rows": [
-            row("extra/dyn_0.5", "learned width, FLOPs target 0.5, pruned"),
-            row("extra/fixed_0.5", "fixed width C=56"),
-            row("extra/dyn_0.25", "learned width, FLOPs target 0.25, pruned"),
-            row("extra/fixed_0.25", "fixed width C=32"),
-            row("extra/dyn_0.125", "learned width, FLOPs target 0.125, pruned"),
-            row("extra/fixed_0.125", "fixed width C=16"),
-            row("extra/mixer_trkd", "MLP-Mixer student (dim 104)"),
-            row("extra/trkd_tau_end0.5", "tau 1 -> 0.5"),
-            row("extra/trkd_lconf2", "lambda_F 2"),
-            row("extra/trkd_linear", "linear curriculum 1 -> 0.05"),
-        ],
-        "baseline": "tab/trkd",
-        "names": {"tab/trkd": "TRKD at T (the table above)"},
-        "pairs": [
-            ("extra/dyn_0.5", "extra/fixed_0.5"),
-            ("extra/dyn_0.25", "extra/fixed_0.25"),
-            ("extra/dyn_0.125", "extra/fixed_0.125"),
-        ],  # fmt: skip
-    },
-    "so762-multilevel": {
-        "rows": [
-            row("ml/nokd", model="teacher", label="x-vector teacher"),
-            row("ml/nokd", "x-vector 160-480"),
-            row("ml/utt", "x-vector 160-480, utterance level"),
-            row("ml/frame", "x-vector 160-480, frame level"),
-            row("ml/concat", "x-vector 160-480, concatenated levels"),
-            row("ml_c64/nokd", "x-vector 64-192"),
-            row("ml_c64/frame", "x-vector 64-192, frame level"),
-        ],
-        "baseline": "ml/nokd",
-        "pairs": [
-            ("ml/frame", "ml/utt"),
-            ("ml/concat", "ml/frame"),
-            ("ml_c64/frame", "ml_c64/nokd"),
-        ],  # fmt: skip
-    },
-    "so762-converged": {
-        "rows": [
-            row(
-                "teacher_ecapa_16ep",
-                model="teacher",
-                label=TEACHER + ", 16 epochs",
-            ),
-            row(
-                "teacher_ecapa_aug",
-                model="teacher",
-                label=TEACHER + ", 20 epochs, augmented",
-            ),
-            row("conv/nokd"),
-            row("conv/kd"),
-            row("conv/dkd"),
-            row("conv/gkd"),
-            row("conv/cosine"),
-            row("conv/kd_cosine"),
-            row("conv/trkd", CONV_TRKD),
-            row("conv/trkd_end0.2", "tau_end 0.2"),
-            row("conv/trkd_end0.4", "tau_end 0.4"),
-            row("conv/trkd_T1", "triage at temperature 1"),
-            row("conv/trkd_size", "cut by set size, 393 -> 3 classes"),
-            row("conv_t16/kd", "from the 16-epoch teacher"),
-        ],  # fmt: skip
-        "baseline": "conv/nokd",
-        "pairs": [
-            ("conv/trkd", "conv/kd"),
-            ("conv/trkd", "conv/dkd"),
-            ("conv/dkd", "conv/kd"),
-            ("conv/gkd", "conv/kd"),
-            ("conv/kd_cosine", "conv/kd"),
-            ("conv/trkd_size", "conv/trkd"),
-            ("conv/trkd_T1", "conv/trkd"),
-        ],  # fmt: skip
-    },
-}
 
 
 def spread(values, digits):
@@ -248,7 +159,7 @@ def block(spec, records):
 
 def headline(records):
     """The README's short table: the converged benchmark's main rows."""
-    spec = dict(BLOCKS["so762-converged"])
+    spec = dict(blocks()["so762-converged"])
     spec["rows"] = spec["rows"][:9]
     return block({**spec, "pairs": []}, records)
 
@@ -261,10 +172,54 @@ def splice(text, marker, lines, path):
     return head + start + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1]
 
 
-def load(runs_root):
-    paths = {r["path"] for s in BLOCKS.values() for r in s["rows"]}
-    paths |= {p for s in BLOCKS.values() for pair in s["pairs"] for p in pair}
+def load(runs_root, found):
+    paths = {r["path"] for s in found.values() for r in s["rows"]}
+    paths |= {p for s in found.values() for pair in s["pairs"] for p in pair}
     return {p: load_records(os.path.join(runs_root, p)) for p in paths}
+
+
+TRIAGE_ROWS = ("tab/trkd", "tab/trkd_fixed_tau", "extra/trkd_lconf2",
+               "extra/trkd_linear", "extra/trkd_tau_end0.5")  # fmt: skip
+
+
+def triage_points(runs_root, rows=TRIAGE_ROWS):
+    """``{tau: (mean |F|, background mass)}`` over the logged epochs of the
+    TRKD records cut at T from the 8-epoch teacher (the teacher's masses
+    depend on the teacher, views and tau only, so every epoch of every
+    run is a sample)."""
+    found = {}
+    for name in rows:
+        for record in load_records(os.path.join(runs_root, name)).values():
+            for e in record["history"]:
+                if "train trkd_F_mean" in e and "tau" in e:
+                    found.setdefault(e["tau"], []).append(
+                        (e["train trkd_F_mean"],
+                         e["train trkd_mass_background"])
+                    )  # fmt: skip
+    return {t: tuple(numpy.mean(v, 0)) for t, v in sorted(found.items())}
+
+
+def class_count(runs_root):
+    """The class-count block: |F| and background mass against tau, and
+    the set size tau 0.05 would give at 5,994 classes if |F| scaled with
+    the class count, with the tau that gives it at 394 classes."""
+    points = triage_points(runs_root)
+    lines = ["| tau | mean \\|F\\| | \\|F\\| / 393 | background mass at T |",
+             "|---|---|---|---|"]  # fmt: skip
+    for tau, (size, back) in points.items():
+        lines.append(f"| {tau:g} | {size:.1f} | {size / (CLASSES - 1):.4f} "
+                     f"| {back:.3f} |")  # fmt: skip
+    taus = numpy.array(sorted(points))
+    sizes = numpy.array([points[t][0] for t in taus])
+    end = sizes[0]
+    scaled = end / (CLASSES - 1) * (PAPER_CLASSES - 1)
+    keep = numpy.exp(numpy.interp(numpy.log(scaled), numpy.log(sizes),
+                                  numpy.log(taus)))  # fmt: skip
+    lines += ["", f"At tau {taus[0]:g}: mean \\|F\\| {end:.2f} of "
+              f"{CLASSES - 1}. At {PAPER_CLASSES} classes the same share "
+              f"would be {scaled:.0f} classes, which tau {keep:.2f} gives "
+              f"at {CLASSES} classes (log-log interpolation)."]  # fmt: skip
+    return lines
 
 
 def main(argv=None):
@@ -278,16 +233,19 @@ def main(argv=None):
     )
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    records = load(args.runs)
+    found = blocks()
+    records = load(args.runs, found)
+    results = {k: block(s, records) for k, s in found.items()}
+    results["class-count"] = class_count(args.runs)
     changed = []
-    for path, blocks in (
-        (args.results_md, {k: block(s, records) for k, s in BLOCKS.items()}),
+    for path, new_blocks in (
+        (args.results_md, results),
         (args.readme, {"so762-headline": headline(records)}),
     ):
         with open(path, encoding="utf-8") as f:
             old = f.read()
         new = old
-        for marker, lines in blocks.items():
+        for marker, lines in new_blocks.items():
             new = splice(new, marker, lines, path)
         if new != old:
             changed.append(path)

@@ -33,8 +33,8 @@ from speechbrain.inference.speaker import EncoderClassifier
 from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.export import check_export, export_pretrained
 from speechbrain_kd.fileio import atomic_write_text
-from speechbrain_kd.records import read_record, write_record
 from speechbrain_kd.model_size import count_macs, count_parameters
+from speechbrain_kd.records import read_record, write_record
 from speechbrain_kd.scoring import (
     extract_embeddings,
     published_thresholds,

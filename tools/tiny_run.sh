@@ -2,7 +2,7 @@
 # A tiny, seeded teacher -> TRKD student run on the mini corpus, to show
 # that a refactoring changes no figure: run it before and after, on the
 # same machine, and compare the printed lines (they must be equal).
-#   bash bench/tiny_run.sh DATA_FOLDER OUT_FOLDER
+#   bash tools/tiny_run.sh DATA_FOLDER OUT_FOLDER
 # Teacher: ECAPA C=32, 2 epochs; student: ECAPA C=16, TRKD, 2 epochs
 # (tau 1 -> 0.05 over epochs 1-2), seed 1986; about 2 minutes on 2 idle
 # cores (run nothing else beside it: it is many times slower then).

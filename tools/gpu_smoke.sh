@@ -5,7 +5,7 @@
 # and fails on any error. Needs a CUDA GPU and the package installed
 # (pip install -e .); CI never runs it.
 #
-#   bash bench/gpu_smoke.sh [WORK_DIR]
+#   bash tools/gpu_smoke.sh [WORK_DIR]
 #
 # The corpus is the synthetic espeak-ng one (no download), 40 training
 # speakers, generated into WORK_DIR/data.

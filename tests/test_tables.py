@@ -1,0 +1,55 @@
+"""bench/tables.py and bench/plots.py on the committed run records: the
+marked blocks of bench/RESULTS.md and README.md are what the records give,
+and the plotted DET curves are monotone (run as scripts, as a user does)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def bench(script, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_committed_blocks_are_what_the_records_give():
+    done = bench("tables.py", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_check_fails_when_a_block_differs(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    text = (ROOT / "bench" / "RESULTS.md").read_text()
+    results.write_text(text.replace("| no KD | 3 | 4 |", "| no KD | 2 | 4 |"))
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    args = ["--results_md", str(results), "--readme", str(readme)]
+    done = bench("tables.py", "--check", *args)
+    assert done.returncode == 1 and "RESULTS.md" in done.stdout
+    assert bench("tables.py", *args).returncode == 0
+    assert results.read_text() == text  # written back from the records
+    readme.write_text("no block here\n")
+    done = bench("tables.py", *args)
+    assert done.returncode != 0 and "so762-headline" in done.stderr
+
+
+def test_plotted_det_curves_are_monotone(tmp_path):
+    out = tmp_path / "det.json"
+    done = bench("plots.py", "--dump_det", str(out))
+    assert done.returncode == 0, done.stderr
+    curves = json.loads(out.read_text())
+    assert len(curves) >= 7
+    for name, (x, y) in curves.items():
+        x, y = numpy.array(x), numpy.array(y)
+        assert (numpy.diff(x) >= 0).all(), name  # FAR ascending
+        assert (numpy.diff(y) <= 0).all(), name  # FRR never increases
+        assert x[0] < x[-1] and y[0] > y[-1], name
