@@ -13,7 +13,10 @@
 # crops, 8 views per segment shared by every seed (views_seed 1986), one
 # teacher cache for every KD run. trkd_size cuts F by set size: the
 # ceil(tau * 393) most probable non-targets, tau 1 -> 0.0076 (3 classes,
-# the |F| the mass cut ends with at 394 classes).
+# the |F| the mass cut ends with at 394 classes). Any other row name runs
+# the recipe YAML of that name (a new method: hparams/NAME.yaml), and
+# bench/tables.py reports every record under conv/ (rows.yaml orders the
+# known ones; the others follow, labelled by their method fragment).
 set -euo pipefail
 source "$(dirname "$0")/so762_common.sh"
 so762_init "$1" "$2"
@@ -45,17 +48,19 @@ row() {  # row yaml seed options...
     --seed="$seed" "$@"
   so762_record "conv/$row/$seed"
 }
+known="nokd kd trkd dkd gkd trkd_end0.2 trkd_end0.4 trkd_T1 trkd_size"
 for s in $seeds; do
   row nokd nokd.yaml "$s"
   row kd kd.yaml "$s"
   row trkd trkd.yaml "$s"
   row dkd dkd.yaml "$s"
   row gkd gkd.yaml "$s"
-  row cosine cosine.yaml "$s"
-  row kd_cosine kd_cosine.yaml "$s"
   row trkd_end0.2 trkd.yaml "$s" "--tau_schedule={end: 0.2}"
   row trkd_end0.4 trkd.yaml "$s" "--tau_schedule={end: 0.4}"
   row trkd_T1 trkd.yaml "$s" --partition_T=1.0
   row trkd_size trkd.yaml "$s" "--method={cut: size}" \
     "--tau_schedule={end: 0.0076}"
+  for r in $rows; do  # any other row: the recipe YAML of that name
+    case " $known " in *" $r "*) ;; *) row "$r" "$r.yaml" "$s" ;; esac
+  done
 done

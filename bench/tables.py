@@ -129,6 +129,7 @@ PAIR_HEAD = (
 def block(spec, records):
     """The lines of one block: the main table, then the differences."""
     lines, labels = [MAIN_HEAD], dict(spec.get("names", {}))
+    spec = dict(spec, rows=spec["rows"] + discovered(spec, records))
     for r in spec["rows"]:
         runs = records.get(r["path"])
         if runs:
@@ -157,10 +158,25 @@ def block(spec, records):
     return lines
 
 
+def discovered(spec, records):
+    """Rows for the record folders under ``spec["discover"]`` that the
+    block does not declare (a new method shows up without a rows.yaml
+    entry, labelled by its method fragment)."""
+    if "discover" not in spec:
+        return []
+    known = {r["path"] for r in spec["rows"]}
+    prefix = spec["discover"] + "/"
+    return [
+        row(p)
+        for p in sorted(records)
+        if p.startswith(prefix) and p not in known
+    ]
+
+
 def headline(records):
     """The README's short table: the converged benchmark's main rows."""
     spec = dict(blocks()["so762-converged"])
-    spec["rows"] = spec["rows"][:9]
+    spec["rows"] = spec["rows"][:7]  # teachers, no KD, KD, DKD, GKD, TRKD
     return block({**spec, "pairs": []}, records)
 
 
@@ -175,6 +191,11 @@ def splice(text, marker, lines, path):
 def load(runs_root, found):
     paths = {r["path"] for s in found.values() for r in s["rows"]}
     paths |= {p for s in found.values() for pair in s["pairs"] for p in pair}
+    for spec in found.values():
+        if "discover" in spec:
+            root = os.path.join(runs_root, spec["discover"])
+            names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+            paths |= {f"{spec['discover']}/{n}" for n in names}
     return {p: load_records(os.path.join(runs_root, p)) for p in paths}
 
 

@@ -53,3 +53,25 @@ def test_plotted_det_curves_are_monotone(tmp_path):
         assert (numpy.diff(x) >= 0).all(), name  # FAR ascending
         assert (numpy.diff(y) <= 0).all(), name  # FRR never increases
         assert x[0] < x[-1] and y[0] > y[-1], name
+
+
+def test_a_new_method_is_reported_without_a_rows_entry(tmp_path):
+    """A record under conv/ that rows.yaml does not name gets a row and a
+    difference to no KD, labelled by its method fragment's label."""
+    import shutil
+
+    runs = tmp_path / "so762"
+    shutil.copytree(ROOT / "bench" / "runs" / "so762", runs)
+    record = json.loads((runs / "conv/nokd/1986/record.json").read_text())
+    record["label"] = "a new method"
+    (runs / "conv/new/1986").mkdir(parents=True)
+    (runs / "conv/new/1986/record.json").write_text(json.dumps(record))
+    results, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    shutil.copy(ROOT / "bench" / "RESULTS.md", results)
+    shutil.copy(ROOT / "README.md", readme)
+    done = bench("tables.py", "--runs", str(runs), "--results_md",
+                 str(results), "--readme", str(readme))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    block = results.read_text().split("<!-- so762-converged -->")[1]
+    assert "\n| a new method | 1 | 12 |" in block
+    assert "\n| a new method - no KD | 1 | +0.00 | +0.00 |" in block
