@@ -76,8 +76,8 @@ def cells(spec, runs):
     low, high = numpy.nanpercentile(reps, [2.5, 97.5])
     mini = [f["mini"]["cosine"]["EER"] for f in figs if "mini" in f]
     params = first.get("pruned_parameters") or first.get("parameters")
-    # A pruned record's MACs are the masked model's: not shown
-    macs = None if "pruning" in first else first.get("macs_3s")
+    # A pruned record's macs_3s are the masked model's
+    macs = first.get("pruned_macs_3s" if "pruning" in first else "macs_3s")
     valid = [r["history"][-1].get("valid ErrorRate") for r in runs.values()]
     n_seeds = len(runs)
     return [

@@ -33,7 +33,11 @@ from speechbrain.inference.speaker import EncoderClassifier
 from speechbrain_kd.data import dataio_prep
 from speechbrain_kd.export import check_export, export_pretrained
 from speechbrain_kd.fileio import atomic_write_text
-from speechbrain_kd.model_size import count_macs, count_parameters
+from speechbrain_kd.model_size import (
+    count_macs,
+    count_parameters,
+    embedding_macs,
+)
 from speechbrain_kd.records import read_record, write_record
 from speechbrain_kd.scoring import (
     extract_embeddings,
@@ -225,4 +229,8 @@ if __name__ == "__main__":
     if record is not None:  # the run's record, for the tables
         record["pruning"] = facts
         record["pruned_parameters"] = facts["params_pruned"]
+        record["pruned_macs_3s"] = embedding_macs(  # as every record's
+            {"compute_features": student.mods.compute_features,
+             "embedding_model": plain}
+        )  # fmt: skip
         write_record(hparams["output_folder"], record)
