@@ -529,6 +529,11 @@ def test_dynamic_student_end_to_end(tiny_data, tmp_path):
         assert found, f"{folder}/README.md:\n{card}"
         macs[folder] = float(found.group(1).replace(",", ""))
     assert 0 < macs["pruned"] < macs["pretrained"]
+    # the run's record carries the pruned model, counted as the card does
+    record = json.loads((out / "record.json").read_text())
+    assert record["pruning"] == facts
+    assert record["pruned_parameters"] == facts["params_pruned"]
+    assert round(record["pruned_macs_3s"] / 1e6, 1) == macs["pruned"]
     # the pruned folder records its own decision thresholds
     thresholds = pruned.hparams.verification_thresholds
     assert thresholds["trial_list"] and "eer" in thresholds
