@@ -9,6 +9,12 @@
 #   - fixed widths at matched FLOPs (rows fixed_<target>): trkd.yaml with
 #     the channel count whose counted MACs are nearest to each pruned
 #     student's (bench/matched_width.py);
+#   - learned widths matched to those fixed widths (rows dyn_m<C>): the
+#     FLOPs target that lands the pruned student's counted MACs on the
+#     fixed C=56, 32, 16 student's (31.8, 15.7, 7.0 M per 200 frames =
+#     0.476, 0.235, 0.105 of C=96), divided by the overshoot the
+#     dyn_<target> rows showed from rounding widths up to whole Res2Net
+#     groups (1.044, 1.071, 1.078): targets 0.456, 0.220, 0.098;
 #   - the MLP-Mixer student with TRKD (mixer_trkd: mixer_trkd.yaml at dim
 #     104: 512,192 parameters, 24.99 % of the teacher; dim 128 would be
 #     36 %);
@@ -29,7 +35,7 @@ source "$(dirname "$0")/so762_common.sh"
 so762_init "$1" "$2"
 seed=${3:-1986}
 rows=" ${4:-trkd_tau_end0.5 trkd_lconf2 dyn_0.5 fixed_0.5 dyn_0.25 fixed_0.25
-  dyn_0.125 fixed_0.125 mixer_trkd trkd_linear} "
+  dyn_0.125 fixed_0.125 dyn_m56 dyn_m32 dyn_m16 mixer_trkd trkd_linear} "
 rows=${rows//$'\n'/ }
 teacher=teacher_ecapa/1986
 kd=("${students[@]}" --teacher_source="results/so762/$teacher/pretrained"
@@ -62,6 +68,9 @@ for target in 0.5 0.25 0.125; do
       "$bench/runs/so762/extra/dyn_$target/$seed/pruning.json")
     row "fixed_$target" trkd.yaml --channels="$channels" "$tau"
   fi
+done
+for matched in m56:0.456 m32:0.220 m16:0.098; do
+  row "dyn_${matched%:*}" dyn_trkd.yaml --flops_target="${matched#*:}" "$tau"
 done
 row mixer_trkd mixer_trkd.yaml --dim=104 "$tau"
 row trkd_linear trkd.yaml "--tau_schedule={start_epoch: 1, end_epoch: 4, shape: linear}"
