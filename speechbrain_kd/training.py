@@ -9,7 +9,8 @@ The recipe scripts (``recipes/*/train_teacher.py``, ``train_kd.py``) run::
     evaluate_and_publish(brain, ...)                   # publish
 """
 
-from speechbrain_kd.brain import KDBrain, SpeakerBrain
+from speechbrain_kd.brain import SpeakerBrain
+from speechbrain_kd.kd_brain import KDBrain
 from speechbrain_kd.teacher_cache import prepare_teacher_cache
 
 

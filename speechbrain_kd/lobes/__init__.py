@@ -4,6 +4,9 @@
   (``StatisticsAggregator``; the learnable ``LDEAggregator`` /
   ``LDEPooling``), used by the multi-level embedding distillation of
   ``speechbrain_kd.objectives.embedding``.
+- ``dynamic``: ``DynamicECAPA``, an ECAPA-TDNN student that learns its own
+  channel widths, on the width gates of ``widths`` and the analytic MACs of
+  ``ecapa_macs``.
 - ``mixer``: the modified MLP-Mixer speaker encoder (``MixerSpeaker``:
   convolutional token mixing, Max-Feature-Map channel mixing), a student
   of a WavLM teacher.

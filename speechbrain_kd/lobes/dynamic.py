@@ -1,15 +1,12 @@
 """ECAPA-TDNN students that learn their own width.
 
-Following Gómez and Bäckström, "Performance and Complexity Trade-off
-Optimization of Speech Models During Training" (arXiv 2601.13704): the width
-of a layer is a continuous value ``K``. Of its features, those below
-``floor(K)`` pass clean, the one at ``floor(K)`` is blended with Gaussian
-noise of the same variance, ``f * x + (1 - f) * n`` with
-``f = K - floor(K)``, and those above are zeroed. The task loss reaches
-``K`` through ``f``; a complexity loss on the analytic FLOP count
-(``speechbrain_kd.objectives.complexity``) pushes it down. After training,
-the features at or beyond ``ceil(K)`` are removed: no importance scores, no
-heuristic pruning.
+Following Gómez and Bäckström (arXiv 2601.13704), the width of a layer is
+a continuous ``K`` (the gates: ``speechbrain_kd.lobes.widths``) that a
+complexity loss on the analytic FLOP count (``lobes.ecapa_macs``,
+``objectives.complexity``) pushes down; after training,
+``DynamicECAPA.materialise`` removes the features at or beyond ``ceil(K)``
+(no importance scores, no heuristic pruning) and returns a plain
+``ECAPA_TDNN``, equal to the masked model in eval mode.
 
 ``DynamicECAPA`` is SpeechBrain's ``ECAPA_TDNN`` (a subclass: same modules,
 same forward) with forward hooks that gate the outputs of its layers. The
@@ -30,191 +27,24 @@ can be given independently:
   (``attention_channels``).
 - ``se``: the bottleneck of the squeeze-excitation blocks
   (``se_channels``); they run once per utterance, so their FLOPs are tiny.
-
-Train and eval: the noise is drawn in training mode only. In eval mode the
-gate is deterministic, the expected value of the training-time blend: the
-boundary feature is ``f * x``. ``DynamicECAPA.materialise`` then returns a
-plain ``ECAPA_TDNN`` with the pruned widths whose outputs equal the eval
-outputs of the masked model (the factor ``f`` is folded into the affine
-parameters of the layer that produces the boundary feature).
 """
 
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
+from speechbrain_kd.lobes.ecapa_macs import ecapa_macs
+from speechbrain_kd.lobes.widths import kept_count, width_gate, width_mask
+
+__all__ = [
+    "GROUPS",
+    "DynamicECAPA",
+    "ecapa_macs",
+    "kept_count",
+    "width_gate",
+    "width_mask",
+]
+
 GROUPS = ("channels", "mfa", "attention", "se")
-
-
-def width_mask(k, size):
-    """Multiplicative mask of a layer of ``size`` features at width ``k``.
-
-    Arguments
-    ---------
-    k : torch.Tensor
-        Scalar continuous width in ``[0, size]``.
-    size : int
-        Number of features of the layer.
-
-    Returns
-    -------
-    mask : torch.Tensor
-        ``[size]``: 1 below ``floor(k)``, ``k - floor(k)`` at ``floor(k)``,
-        0 above; differentiable with respect to ``k``.
-    boundary : torch.Tensor
-        ``[size]`` bool, True at ``floor(k)`` (all False when ``k = size``).
-    frac : torch.Tensor
-        ``k - floor(k)``, differentiable.
-
-    Example
-    -------
-    >>> import torch
-    >>> mask, boundary, frac = width_mask(torch.tensor(2.25), 4)
-    >>> mask.tolist(), boundary.tolist()
-    ([1.0, 1.0, 0.25, 0.0], [False, False, True, False])
-    """
-    floor = torch.floor(k.detach())
-    frac = k - floor
-    idx = torch.arange(size, device=k.device, dtype=k.dtype)
-    boundary = idx == floor
-    mask = (idx < floor).to(k.dtype) + boundary.to(k.dtype) * frac
-    return mask, boundary, frac
-
-
-def kept_count(k):
-    """Number of features a width ``k`` keeps, ``ceil(k)``, as ``int``.
-
-    Computed from the same tensor as ``width_mask``: the boundary feature
-    is kept iff its factor ``k - floor(k)`` is not zero.
-
-    Example
-    -------
-    >>> import torch
-    >>> kept_count(torch.tensor(2.25)), kept_count(torch.tensor(3.0))
-    (3, 3)
-    """
-    floor = torch.floor(k.detach())
-    return int(floor) + int(bool(k.detach() > floor))
-
-
-def width_gate(x, k, units, noise=False):
-    """Gates the channels (dim 1) of ``x`` to the continuous width ``k``.
-
-    Arguments
-    ---------
-    x : torch.Tensor
-        ``[batch, channels, time]``, ``channels`` a multiple of ``units``.
-    k : torch.Tensor
-        Scalar width in ``[0, units]``, applied to each chunk of ``units``
-        channels alike (Res2Net chunks; one chunk when ``channels = units``).
-    units : int
-        Channels per chunk.
-    noise : bool
-        Training mode: the boundary channel of each chunk is
-        ``f * x + (1 - f) * n``, ``n`` Gaussian with the variance of that
-        channel (over batch and time, not differentiated). Otherwise
-        (eval) it is ``f * x``, the expected value. The Gaussian draw
-        (``randn_like(x)``) is made even at full width (``k = units``,
-        no boundary channel), where it is multiplied by zero.
-
-    Returns
-    -------
-    torch.Tensor
-        Same shape as ``x``.
-
-    Example
-    -------
-    >>> import torch
-    >>> x = torch.ones(1, 6, 2)
-    >>> width_gate(x, torch.tensor(1.5), units=3)[0, :, 0].tolist()
-    [1.0, 0.5, 0.0, 1.0, 0.5, 0.0]
-    """
-    channels = x.shape[1]
-    if channels % units:
-        raise ValueError(
-            f"width_gate: {channels} channels are not chunks of {units}"
-        )
-    repeats = channels // units
-    mask, boundary, frac = width_mask(k, units)
-    y = x * mask.repeat(repeats).to(x.dtype).view(1, -1, 1)
-    if noise:
-        # No ``boundary.any()`` test (a host-device sync per gate): at full
-        # width ``sel`` is all False and the noise term all zeros.
-        sel = boundary.repeat(repeats).view(1, -1, 1)
-        std = x.detach().std(dim=(0, 2), correction=0, keepdim=True)
-        n = torch.where(sel, torch.randn_like(x) * std, 0.0)
-        y = y + (1 - frac).to(x.dtype) * n
-    return y
-
-
-def ecapa_macs(
-    input_size,
-    channels,
-    kernel_sizes,
-    attention_channels,
-    res2net_scale,
-    se_channels,
-    global_context,
-    lin_neurons,
-    frames,
-    groups=None,
-):
-    """Multiply-accumulates of one ``ECAPA_TDNN`` forward pass.
-
-    Counts every convolution (what ``torch.utils.flop_counter`` counts, at
-    2 FLOPs per MAC): per frame for the frame-level layers, once per
-    utterance for the squeeze-excitation and the final linear layer.
-    Normalisation, activations, softmax and pooling are left out. Widths
-    may be tensors (continuous widths, differentiable).
-
-    Arguments
-    ---------
-    input_size : int
-        Features per frame (``n_mels``).
-    channels, kernel_sizes : sequence
-        As ``ECAPA_TDNN``.
-    attention_channels, res2net_scale, se_channels : int or torch.Tensor
-        As ``ECAPA_TDNN``.
-    global_context : bool
-        As ``ECAPA_TDNN``.
-    lin_neurons : int
-        Embedding size.
-    frames : int
-        Frames of the input.
-    groups : sequence of int, optional
-        As ``ECAPA_TDNN`` (default: all 1).
-
-    Returns
-    -------
-    int, float or torch.Tensor
-        MACs of one utterance.
-
-    Example
-    -------
-    >>> ecapa_macs(80, [512, 512, 512, 512, 1536], [5, 3, 3, 3, 1], 128, 8,
-    ...            128, True, 192, frames=1) / 1e6
-    6.16448
-    """
-    groups = groups or [1] * len(channels)
-    c = list(channels)
-    scale = res2net_scale
-    macs = frames * kernel_sizes[0] * input_size * c[0] / groups[0]
-    for i in range(1, len(c) - 1):
-        c_in, c_out = c[i - 1], c[i]
-        macs = macs + frames * c_in * c_out / groups[i]  # tdnn1
-        macs = macs + (scale - 1) * frames * kernel_sizes[i] * (
-            c_out / scale
-        ) * (c_out / scale)  # res2net
-        macs = macs + frames * c_out * c_out / groups[i]  # tdnn2
-        macs = macs + 2 * c_out * se_channels  # squeeze-excitation
-        if c_in is not c_out and bool(c_in != c_out):
-            macs = macs + frames * c_in * c_out  # shortcut
-    mfa_in = c[-2] * (len(c) - 2)
-    macs = macs + frames * kernel_sizes[-1] * mfa_in * c[-1] / groups[-1]
-    asp_in = 3 * c[-1] if global_context else c[-1]
-    macs = macs + frames * asp_in * attention_channels  # attention tdnn
-    macs = macs + frames * attention_channels * c[-1]  # attention conv
-    macs = macs + 2 * c[-1] * lin_neurons  # fc
-    return macs
 
 
 class DynamicECAPA(ECAPA_TDNN):

@@ -13,12 +13,15 @@ reproduce embeddings taken at several levels of a frozen x-vector teacher,
   ``speechbrain_kd.lobes.aggregation``),
 - or the concatenation of several of these.
 
-The distances are pure functions of tensors (``cosine_distance``,
-``frame_cosine_distance``); ``EmbeddingDistillation`` and
-``FrameDistillation`` are ``torch.nn.Module`` terms for ``KDBrain``'s
-``distill_terms`` that hold what has to train with the student (projection
-heads where the dimensions differ, learnable aggregators). They read the
-tapped layers (``teacher_taps`` / ``student_taps`` of the YAML) by alias.
+``cosine_distance`` is the distance, a pure function of tensors;
+``EmbeddingDistillation`` is the ``torch.nn.Module`` term for ``KDBrain``'s
+``distill_terms`` that holds what has to train with the student (a
+projection head where the dimensions differ, learnable aggregators) and
+reads the tapped layers (``teacher_taps`` / ``student_taps`` of the YAML)
+by alias. The frame-by-frame term, ``FrameDistillation``, and its
+``frame_cosine_distance`` are in ``speechbrain_kd.objectives.frame``, also
+importable from here (YAMLs may name
+``speechbrain_kd.objectives.embedding.FrameDistillation``).
 """
 
 import math
@@ -26,8 +29,20 @@ import math
 import torch
 import torch.nn.functional as F
 
-from speechbrain_kd.frames import frame_mask
 from speechbrain_kd.objectives.epoch_sums import EpochSums
+from speechbrain_kd.objectives.frame import (
+    FrameDistillation,
+    frame_cosine_distance,
+)
+from speechbrain_kd.objectives.layers import _get_tap, _projection
+
+__all__ = [
+    "EmbeddingDistillation",
+    "FrameDistillation",
+    "concat_normalized",
+    "cosine_distance",
+    "frame_cosine_distance",
+]
 
 
 def _flatten(name, x):
@@ -78,50 +93,6 @@ def cosine_distance(student, teacher, eps=1e-8):
     return (1.0 - cos).mean()
 
 
-def frame_cosine_distance(student, teacher, lengths=None, eps=1e-8):
-    """Cosine distance between frame-level outputs, over valid frames only.
-
-    The distance ``1 - cos`` of each frame is averaged over the valid frames
-    of each utterance (``lengths``), then over the batch: padded frames
-    never count, and every utterance weighs the same.
-
-    Arguments
-    ---------
-    student, teacher : torch.Tensor
-        ``[batch, time, dim]`` frame-level outputs, time-aligned.
-    lengths : torch.Tensor, optional
-        ``[batch]`` relative lengths (SpeechBrain's ``wav_lens``).
-    eps : float
-        Guards the norms.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar in [0, 2].
-
-    Example
-    -------
-    >>> import torch
-    >>> s = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
-    >>> t = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])
-    >>> frame_cosine_distance(s, t)
-    tensor(1.)
-    >>> frame_cosine_distance(s, t, lengths=torch.tensor([0.5]))
-    tensor(0.)
-    """
-    if student.dim() != 3 or student.shape != teacher.shape:
-        raise ValueError(
-            "frame-level student and teacher outputs must both be "
-            f"[batch, time, dim] of equal shape, got {tuple(student.shape)} "
-            f"and {tuple(teacher.shape)}"
-        )
-    dist = 1.0 - F.cosine_similarity(student, teacher, dim=-1, eps=eps)
-    mask = frame_mask(lengths, dist.shape[1]).to(dist.device)
-    mask = mask.expand_as(dist).to(dist.dtype)
-    per_utt = (dist * mask).sum(1) / mask.sum(1)
-    return per_utt.mean()
-
-
 def concat_normalized(parts):
     """Concatenation of L2-normalised embeddings, with unit norm overall.
 
@@ -151,45 +122,6 @@ def concat_normalized(parts):
         raise ValueError("concat_normalized needs at least one embedding")
     scale = 1.0 / math.sqrt(len(parts))
     return torch.cat([F.normalize(p, dim=-1) * scale for p in parts], dim=-1)
-
-
-def _projection(in_dim, out_dim, project):
-    """A linear head ``in_dim -> out_dim``, or identity when not needed."""
-    if project not in ("auto", "always", "never"):
-        raise ValueError(
-            f"project must be 'auto', 'always' or 'never', got {project!r}"
-        )
-    if project == "always" or (project == "auto" and in_dim != out_dim):
-        return torch.nn.Linear(in_dim, out_dim)
-    if in_dim != out_dim:
-        raise ValueError(
-            f"project='never' needs equal dimensions, got student {in_dim} "
-            f"and teacher {out_dim}"
-        )
-    return torch.nn.Identity()
-
-
-def _get_tap(taps, side, alias):
-    """The tapped output ``<side>_<alias>`` with a clear error if absent."""
-    key = f"{side}_{alias}"
-    value = taps.get(key)
-    if value is None:
-        have = sorted(k for k in taps if k.startswith(f"{side}_"))
-        raise KeyError(
-            f"needs the {side} layer {alias!r} ({key}), which is not tapped: "
-            f"add {alias}: <submodule path> to {side}_taps in the YAML "
-            f"(tapped now: {have})"
-        )
-    return value
-
-
-def _channels_last(x, channels_first):
-    """``[batch, time, dim]`` from a frame-level output."""
-    if x.dim() != 3:
-        raise ValueError(
-            f"frame-level output must be 3-D, got shape {tuple(x.shape)}"
-        )
-    return x.transpose(1, 2) if channels_first else x
 
 
 class EmbeddingDistillation(EpochSums, torch.nn.Module):
@@ -404,89 +336,3 @@ class EmbeddingDistillation(EpochSums, torch.nn.Module):
         if not sums["n"]:
             return {}
         return {k: float(sums[k]) / sums["n"] for k in ("cos", "aux")}
-
-
-class FrameDistillation(torch.nn.Module):
-    """Frame-by-frame cosine distance between a student and a teacher layer.
-
-    Both layers must run at the same frame rate (same features hop); the
-    student's frames go through a per-frame linear head when the channel
-    counts differ. Padded frames are masked with ``lengths``.
-
-    Arguments
-    ---------
-    student_layer, teacher_layer : str
-        Aliases of ``student_taps`` / ``teacher_taps``.
-    student_dim, teacher_dim : int
-        Channels of the two layers.
-    student_channels_first, teacher_channels_first : bool
-        True for ``[batch, channels, time]`` outputs (ECAPA-TDNN blocks),
-        False for ``[batch, time, channels]`` (SpeechBrain's Xvector).
-    project : str
-        ``auto``, ``always`` or ``never`` (see ``EmbeddingDistillation``).
-
-    Example
-    -------
-    >>> import torch
-    >>> loss = FrameDistillation("frame4", "narrowBN", 8, 32)
-    >>> value = loss(
-    ...     lengths=torch.tensor([1.0, 0.6]),
-    ...     student_frame4=torch.randn(2, 20, 8),
-    ...     teacher_narrowBN=torch.randn(2, 20, 32),
-    ... )
-    >>> value.shape
-    torch.Size([])
-    """
-
-    def __init__(
-        self,
-        student_layer,
-        teacher_layer,
-        student_dim,
-        teacher_dim,
-        student_channels_first=False,
-        teacher_channels_first=False,
-        project="auto",
-    ):
-        super().__init__()
-        self.student_layer = student_layer
-        self.teacher_layer = teacher_layer
-        self.student_dim, self.teacher_dim = student_dim, teacher_dim
-        self.student_channels_first = student_channels_first
-        self.teacher_channels_first = teacher_channels_first
-        self.projection = _projection(student_dim, teacher_dim, project)
-
-    def forward(self, lengths=None, **taps):
-        """Masked frame-level cosine distance (scalar)."""
-        student = _channels_last(
-            _get_tap(taps, "student", self.student_layer),
-            self.student_channels_first,
-        )
-        teacher = _channels_last(
-            _get_tap(taps, "teacher", self.teacher_layer),
-            self.teacher_channels_first,
-        )
-        for side, x, dim in (
-            ("student", student, self.student_dim),
-            ("teacher", teacher, self.teacher_dim),
-        ):
-            if x.shape[-1] != dim:
-                raise ValueError(
-                    f"FrameDistillation: the {side} layer "
-                    f"{getattr(self, side + '_layer')!r} has {x.shape[-1]} "
-                    f"channels, {side}_dim is {dim} (or is its layout "
-                    f"{side}_channels_first="
-                    f"{not getattr(self, side + '_channels_first')}?)"
-                )
-        if student.shape[1] != teacher.shape[1]:
-            raise ValueError(
-                f"FrameDistillation: student layer {self.student_layer!r} has "
-                f"{student.shape[1]} frames, teacher layer "
-                f"{self.teacher_layer!r} {teacher.shape[1]}: both need the "
-                "same feature frame rate (hop length) and 'same' padding"
-            )
-        return frame_cosine_distance(
-            self.projection(student).float(),
-            teacher.detach().float(),
-            lengths,
-        )

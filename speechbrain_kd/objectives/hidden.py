@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_kd.frames import frame_mask
-from speechbrain_kd.objectives.embedding import (
+from speechbrain_kd.objectives.epoch_sums import EpochSums
+from speechbrain_kd.objectives.layers import (
     _channels_last,
     _get_tap,
     _projection,
 )
-from speechbrain_kd.objectives.epoch_sums import EpochSums
 
 ALIGN_MODES = ("interpolate", "none")
 
