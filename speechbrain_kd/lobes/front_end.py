@@ -27,6 +27,14 @@ from speechbrain_kd.lobes.waveform import RawWaveform, WaveformNormalization
 
 FRONT_ENDS = ("fbank", "conv")
 
+
+def check_front_end(front_end):
+    """Raises ``ValueError`` unless ``front_end`` is one of ``FRONT_ENDS``."""
+    if front_end not in FRONT_ENDS:
+        raise ValueError(
+            f"front_end must be one of {list(FRONT_ENDS)}, got {front_end!r}"
+        )
+
 # wav2vec2 / WavLM feature encoder: 400-sample receptive field, 320 hop
 CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
@@ -131,11 +139,7 @@ class FrontEnd(torch.nn.Module):
         conv_strides=CONV_STRIDES,
     ):
         super().__init__()
-        if front_end not in FRONT_ENDS:
-            raise ValueError(
-                f"front_end must be one of {list(FRONT_ENDS)}, got "
-                f"{front_end!r}"
-            )
+        check_front_end(front_end)
         self.front_end = front_end
         self.input_size = input_size
         self.patch_size = int(patch_size)
@@ -201,11 +205,7 @@ class FrontEndFeatures(torch.nn.Module):
 
     def __init__(self, front_end="fbank", n_mels=80, **fbank_kwargs):
         super().__init__()
-        if front_end not in FRONT_ENDS:
-            raise ValueError(
-                f"front_end must be one of {list(FRONT_ENDS)}, got "
-                f"{front_end!r}"
-            )
+        check_front_end(front_end)
         if front_end == "fbank":
             from speechbrain.lobes.features import Fbank
 
@@ -234,11 +234,7 @@ class FrontEndNormalization(torch.nn.Module):
 
     def __init__(self, front_end="fbank"):
         super().__init__()
-        if front_end not in FRONT_ENDS:
-            raise ValueError(
-                f"front_end must be one of {list(FRONT_ENDS)}, got "
-                f"{front_end!r}"
-            )
+        check_front_end(front_end)
         if front_end == "fbank":
             from speechbrain.processing.features import InputNormalization
 
