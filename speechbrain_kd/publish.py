@@ -185,7 +185,6 @@ def record_run(brain, results, name):
     method = hparams.get("method")
     default = "no KD" if name != "teacher" else "teacher"
     train_log = hparams.get("train_log")
-    modules = {k: brain.modules[k] for k in brain.modules}
     record = make_record(
         score_dir,
         speaker_of,
@@ -194,7 +193,7 @@ def record_run(brain, results, name):
         if isinstance(method, dict)
         else default,
         parameters=count_parameters(brain.modules["embedding_model"]),
-        macs_3s=embedding_macs(modules),
+        macs_3s=embedding_macs(brain.modules),
         seed=hparams.get("seed"),
         epochs=hparams.get("number_of_epochs"),
         history=read_train_log(train_log)

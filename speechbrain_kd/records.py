@@ -24,10 +24,13 @@ from speechbrain_kd.scoring.scores import read_scores
 from speechbrain_kd.scoring.seeds import seed_speaker_interval, seed_t_interval
 
 RECORD_NAME = "record.json"
+RESAMPLES, BOOTSTRAP_SEED = 1000, 0  # the same draws for every record
 STARTED = time.time()  # imported when the recipe starts
 
 
-def score_figures(path, speaker_of, num=1000, seed=0, p_target=0.01):
+def score_figures(
+    path, speaker_of, num=RESAMPLES, seed=BOOTSTRAP_SEED, p_target=0.01
+):
     """EER / minDCF of one score file, on all trials and ``num`` speaker
     resamples (``None`` where a resample has one class), and its DET.
 
@@ -67,7 +70,11 @@ def make_record(score_dir, speaker_of, models, **info):
     """A record of the score files ``<model>_<list>_<back-end>.txt`` in
     ``score_dir`` for ``models``; ``info`` (label, parameters, macs_3s,
     command, seed, epochs, history...) is kept as given."""
-    record = {"models": {}, "resamples": 1000, "bootstrap_seed": 0}
+    record = {
+        "models": {},
+        "resamples": RESAMPLES,
+        "bootstrap_seed": BOOTSTRAP_SEED,
+    }
     for name in sorted(os.listdir(score_dir)):
         model, _, rest = name[: -len(".txt")].partition("_")
         trial_list, _, backend = rest.rpartition("_")
