@@ -89,7 +89,7 @@ def _stft_forward(self, x):
 
 
 @contextlib.contextmanager
-def export_friendly():
+def export_friendly(stft=True):
     """Patches SpeechBrain code that ``torch.export`` cannot trace generally.
 
     - ``length_to_mask`` (used by ECAPA-TDNN) calls ``len(length)``, which
@@ -103,7 +103,8 @@ def export_friendly():
       slow in ONNX Runtime for n_fft = 400: replaced by a strided
       convolution with the DFT basis (same values up to float32 rounding).
 
-    Everything is restored on exit.
+    ``stft=False`` leaves ``STFT`` alone (``torch.stft``: the PyTorch
+    reference of the export check). Everything is restored on exit.
     """
     import speechbrain.lobes.models.ECAPA_TDNN as ecapa
     import speechbrain.lobes.models.Xvector as xvector
@@ -114,8 +115,9 @@ def export_friendly():
         (ecapa, "length_to_mask", _length_to_mask),
         (xvector.Xvector, "forward", _xvector_forward),
         (pooling.StatisticsPooling, "forward", _statistics_pooling_forward),
-        (features.STFT, "forward", _stft_forward),
     ]
+    if stft:
+        patches.append((features.STFT, "forward", _stft_forward))
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, new in patches:
