@@ -7,9 +7,11 @@ difference to SpeechBrain's ``Fbank`` (dB).
   ONNX ``STFT`` / DFT operator);
 - ``onnx_conv``: the DFT as a strided convolution (the export before
   issue 26, ``export_friendly``'s STFT patch);
-- ``onnx_matmul``: ``speechbrain_kd.lobes.fbank.MatmulFbank`` (window
-  folded into an ``[n_fft, n_fft]`` DFT matrix, power + mel as one
-  matmul);
+- ``onnx_direct``: the direct DFT as one matmul, the window folded into
+  an ``[n_fft, n_fft]`` matrix (cosines of the 201 bins, sines of the
+  199 non-zero ones), power + mel as one matmul;
+- ``onnx_matmul``: ``speechbrain_kd.lobes.fbank.MatmulFbank`` (the DFT in
+  two matmul stages, 20 x 20, power + mel as one matmul);
 - ``numpy_rfft``: the features outside any graph (numpy rfft, mel matmul,
   log), what a ``features`` input would ask the caller to compute;
 - ``torch_fbank`` / ``torch_matmul``: the two modules in PyTorch.
@@ -28,16 +30,20 @@ import time
 import numpy
 import torch
 
+from speechbrain_kd.lobes.fbank import MatmulFbank, mel_matrix
 
-def median_ms(fn, runs, warmup=10):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times), 3)
+
+def median_ms(runners, runs, warmup=10):
+    """Median ms per call of each runner, the runners called in turn (so
+    that load on the machine hits them alike)."""
+    times = {k: [] for k in runners}
+    for i in range(warmup + runs):
+        for k, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t0)
+    return {k: round(1000 * statistics.median(t), 3) for k, t in times.items()}
 
 
 def export(module, wav, path):
@@ -55,10 +61,30 @@ def export(module, wav, path):
     )
 
 
-def numpy_features(fb):
+class DirectDFT(torch.nn.Module):
+    """``MatmulFbank``'s frames, then the direct DFT as one matmul."""
+
+    def __init__(self, fbank):
+        super().__init__()
+        self.fbank = fbank
+        n = torch.arange(400, dtype=torch.float64)
+        angle = 2 * torch.pi * (torch.outer(n, n[:201]) % 400) / 400
+        dft = torch.cat([torch.cos(angle), -torch.sin(angle[:, 1:200])], 1)
+        window = torch.hamming_window(400, dtype=torch.float64)
+        self.register_buffer("dft", (dft * window[:, None]).float())
+        mel = mel_matrix(80, 400, 16000, 0, 8000)
+        self.register_buffer("mel", torch.cat([mel, mel[1:200]]))
+
+    def forward(self, wav):
+        spec = self.fbank.frames(wav) @ self.dft
+        db = 10 * torch.log10(torch.clamp((spec * spec) @ self.mel, 1e-10))
+        return torch.max(db, db.amax(dim=(1, 2), keepdim=True) - 80)
+
+
+def numpy_features():
     """Log-mel features with numpy's rfft, same conventions as Fbank."""
     window = torch.hamming_window(400).numpy()
-    mel = fb.mel[:201].numpy()
+    mel = mel_matrix(80, 400, 16000, 0, 8000).numpy()
 
     def run(wav):
         pad = numpy.pad(wav, ((0, 0), (200, 200)))
@@ -76,7 +102,6 @@ def main(argv=None):
     import onnxruntime as ort
     from speechbrain.lobes.features import Fbank
 
-    from speechbrain_kd.lobes.fbank import MatmulFbank
     from speechbrain_kd.sb_private.export_patches import export_friendly
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -106,24 +131,26 @@ def main(argv=None):
         with export_friendly():
             export(sb, wav, os.path.join(tmp, "conv.onnx"))
         graphs["onnx_conv"] = "conv.onnx"
+        export(DirectDFT(ours), wav, os.path.join(tmp, "direct.onnx"))
+        graphs["onnx_direct"] = "direct.onnx"
         export(ours, wav, os.path.join(tmp, "matmul.onnx"))
         graphs["onnx_matmul"] = "matmul.onnx"
         x = wav.numpy()
+        runners = {}
         for name, file in graphs.items():
             sess = ort.InferenceSession(
                 os.path.join(tmp, file), options, ["CPUExecutionProvider"]
             )
             diffs[name] = float(abs(sess.run(None, {"wav": x})[0] - ref).max())
-            result["ms"][name] = median_ms(
-                lambda s=sess: s.run(None, {"wav": x}), args.runs
-            )
-    run_np = numpy_features(ours)
-    diffs["numpy_rfft"] = float(abs(run_np(x) - ref).max())
-    result["ms"]["numpy_rfft"] = median_ms(lambda: run_np(x), args.runs)
-    with torch.no_grad():
-        diffs["torch_matmul"] = float((ours(wav) - sb(wav)).abs().max())
-        result["ms"]["torch_fbank"] = median_ms(lambda: sb(wav), args.runs)
-        result["ms"]["torch_matmul"] = median_ms(lambda: ours(wav), args.runs)
+            runners[name] = lambda s=sess: s.run(None, {"wav": x})
+        run_np = numpy_features()
+        diffs["numpy_rfft"] = float(abs(run_np(x) - ref).max())
+        runners["numpy_rfft"] = lambda: run_np(x)
+        with torch.no_grad():
+            diffs["torch_matmul"] = float((ours(wav) - sb(wav)).abs().max())
+            runners["torch_fbank"] = lambda: sb(wav)
+            runners["torch_matmul"] = lambda: ours(wav)
+            result["ms"] = median_ms(runners, args.runs)
     result["max_abs_diff_db"] = diffs
     for name, ms in result["ms"].items():
         d = diffs.get(name)

@@ -23,6 +23,7 @@ import torch
 
 from speechbrain_kd.fileio import atomic_write_text
 from speechbrain_kd.onnx.check import onnx_differences
+from speechbrain_kd.onnx.fold import fold_ecapa
 from speechbrain_kd.sb_private.export_patches import export_friendly
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def export_onnx(
         )
         mods = model.mods
         features = fast_features(mods.compute_features)
+        embedding_model = fold_ecapa(mods.embedding_model.eval())
         tmp_path = os.path.join(
             os.path.dirname(dest), f".{os.path.basename(dest)}.tmp"
         )
@@ -207,7 +209,7 @@ def export_onnx(
         batched = True
         try:
             module = WaveformEncoder(
-                features, mods.mean_var_norm, mods.embedding_model
+                features, mods.mean_var_norm, embedding_model
             ).eval()
             _export(
                 module,
@@ -225,7 +227,7 @@ def export_onnx(
             module = WaveformEncoder(
                 features,
                 mods.mean_var_norm,
-                mods.embedding_model,
+                embedding_model,
                 use_lengths=False,
             ).eval()
             _export(module, (example[:1],), tmp_path, {"wav": {1: time}}, opset)
