@@ -247,7 +247,7 @@ class MatmulFbank(torch.nn.Module):
             "STFT normalized_stft=False": not stft.normalized_stft,
             "Filterbank log_mel=True": fb.log_mel,
             "Filterbank power_spectrogram=2": fb.power_spectrogram == 2,
-            "Filterbank freeze=True": fb.freeze,
+            "Fbank requires_grad=False (frozen filters)": fb.freeze,
             "Fbank deltas=False": not fbank.deltas,
             "Fbank context=False": not fbank.context,
             "Filterbank filter_shape='triangular'": (
