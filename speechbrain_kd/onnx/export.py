@@ -148,6 +148,8 @@ def export_onnx(
     tol=1e-4,
     sample_rate=16000,
     update_card=True,
+    fast_front_end=True,
+    fold=True,
 ):
     """Exports a published folder's encoder to ONNX and checks it.
 
@@ -167,13 +169,21 @@ def export_onnx(
         the check inputs (white noise and a speech-like signal of 1, 3 and
         7.3 s; a padded batch when batched), relative to the embedding's
         scale (its largest magnitude, at least 1). PyTorch computes the
-        spectrum with an FFT, the graph with a DFT convolution: both float32,
-        they differ by up to ~1e-3 dB in the log-mel features of real
-        speech, ~1e-5 of the embedding scale.
+        spectrum with an FFT, the graph with two DFT matmul stages
+        (``MatmulFbank``): both float32, they differ by up to ~1e-3 dB in
+        the log-mel features of real speech, ~1e-6 of the embedding
+        scale. The reference is always SpeechBrain's own modules
+        (``torch.stft``, unfolded model).
     sample_rate : int
         Sample rate of the model's input.
     update_card : bool
         Append an "ONNX" section to ``<source>/README.md`` if it exists.
+    fast_front_end : bool
+        Export SpeechBrain's Fbank as ``MatmulFbank`` (``fast_features``);
+        ``False``: as SpeechBrain computes it, the STFT as a DFT
+        convolution (the export before issue 26, for comparisons).
+    fold : bool
+        Fold ECAPA-TDNN's foldable BatchNorms (``fold_ecapa``) first.
 
     Returns
     -------
@@ -197,8 +207,12 @@ def export_onnx(
             run_opts={"device": "cpu"},
         )
         mods = model.mods
-        features = fast_features(mods.compute_features)
-        embedding_model = fold_ecapa(mods.embedding_model.eval())
+        features = mods.compute_features
+        if fast_front_end:
+            features = fast_features(features)
+        embedding_model = mods.embedding_model.eval()
+        if fold:
+            embedding_model = fold_ecapa(embedding_model)
         tmp_path = os.path.join(
             os.path.dirname(dest), f".{os.path.basename(dest)}.tmp"
         )

@@ -71,7 +71,14 @@ def waveform_convs(model, wav="wav"):
     return found
 
 
-def quantize_int8(float_path, dest, signals, batched=True):
+def quantize_int8(
+    float_path,
+    dest,
+    signals,
+    batched=True,
+    op_types=("Conv", "Relu"),
+    pre_process=True,
+):
     """Static int8 quantization of an exported model (ONNX Runtime).
 
     The graph is first pre-processed (``quant_pre_process``: shape
@@ -106,6 +113,11 @@ def quantize_int8(float_path, dest, signals, batched=True):
         ``[1, samples]`` calibration waveforms.
     batched : bool
         Whether the graph takes ``wav_lens``.
+    op_types : sequence of str
+        ONNX op types to quantize; ``("Conv",)`` without
+        ``pre_process`` is the quantization before issue 26.
+    pre_process : bool
+        Run ``quant_pre_process`` first.
     """
     import numpy
     import onnx
@@ -138,16 +150,19 @@ def quantize_int8(float_path, dest, signals, batched=True):
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.tmp")
     pre = f"{tmp}.pre"
     try:
-        quant_pre_process(float_path, pre, skip_symbolic_shape=True)
+        source = float_path
+        if pre_process:
+            quant_pre_process(float_path, pre, skip_symbolic_shape=True)
+            source = pre
         quantize_static(
-            pre,
+            source,
             tmp,
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
-            op_types_to_quantize=["Conv", "Relu"],
+            op_types_to_quantize=list(op_types),
             nodes_to_exclude=excluded,
         )
         # The quantizer's inferred shapes merge symbolic time dimensions
