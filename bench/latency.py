@@ -16,7 +16,10 @@ runtime are called in turn; each runs as many times as fit
 ``--budget`` seconds, between ``--min_runs`` and ``--max_runs`` (200):
 the table gives the count. Peak resident memory: a child process per
 runtime, length and batch (1 thread) that builds the runner and calls it
-3 times (``os.wait4`` maxrss; Python, libraries and model included).
+once (``os.wait4`` maxrss; Python, libraries and model included). With 2
+threads, idle worker threads sleep instead of spinning (ONNX Runtime's
+``allow_spinning`` 0, ``OMP_WAIT_POLICY=PASSIVE``), so that the
+interleaved runners do not take each other's cores.
 
     python bench/latency.py teacher=T_DIR student=S_DIR \\
         [--calibration_csv TRAIN.csv --data_folder DATA] \\
@@ -36,7 +39,13 @@ import sys
 import tempfile
 import time
 
-from speechbrain_kd.onnx.latency import (
+# OpenMP worker threads (PyTorch, 2 threads) sleep when idle instead of
+# spinning, as ONNX Runtime's do here (make_runner): on a small machine
+# the interleaved runners would otherwise take each other's cores. Set
+# before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from speechbrain_kd.onnx.latency import (  # noqa: E402
     RUNTIMES,
     latency_table,
     machine_description,
@@ -144,7 +153,7 @@ def add_memory(rows, models, files, args):
             for seconds in args.seconds:
                 for batch in args.batches:
                     peak[(label, runtime, seconds, batch)] = peak_rss_mb(
-                        runtime, source, 1, batch, seconds, calls=2
+                        runtime, source, 1, batch, seconds, calls=1
                     )
     for r in rows:
         key = (r["model"], r["runtime"], r["seconds"], r["batch"])
@@ -192,7 +201,7 @@ def main(argv=None):
         "--seconds", type=float, nargs="+", default=[1.0, 3.0, 10.0]
     )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--budget", type=float, default=1.5)
+    parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--min_runs", type=int, default=10)
     parser.add_argument("--max_runs", type=int, default=200)
     parser.add_argument("--json", default=None)

@@ -109,7 +109,10 @@ def time_interleaved(runners, budget_s, min_runs=10, max_runs=200, warmup=3):
 
 def make_runner(runtime, source, threads, wav, savedir=None):
     """A callable embedding ``wav`` (``[batch, samples]`` float32 numpy)
-    with ``runtime`` (one of ``RUNTIMES``), ``threads`` threads.
+    with ``runtime`` (one of ``RUNTIMES``), ``threads`` threads (ONNX
+    Runtime with more than one: worker threads do not spin when idle;
+    for PyTorch set ``OMP_WAIT_POLICY=PASSIVE`` before importing torch for
+    the same).
 
     ``source`` is the ``.onnx`` file for the ONNX runtimes, the published
     folder otherwise (``savedir``: where ``from_hparams`` links it).
@@ -126,6 +129,12 @@ def make_runner(runtime, source, threads, wav, savedir=None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if threads > 1:
+            # idle worker threads sleep instead of spinning: interleaved
+            # runners would otherwise take each other's cores
+            options.add_session_config_entry(
+                "session.intra_op.allow_spinning", "0"
+            )
         session = ort.InferenceSession(
             source, options, providers=["CPUExecutionProvider"]
         )
