@@ -12,14 +12,16 @@ else on synthetic speech-like signals), then times four runtimes:
 ``torch.no_grad``), at 1 and 2 threads, on 1, 3 and 10 s of audio,
 batch 1 and 16 (white noise; time per utterance = time per call / batch).
 In each (threads, length, batch) cell the runners of every model and
-runtime are called in turn; each runs as many times as fit
+runtime are called in turn (1 thread); each runs as many times as fit
 ``--budget`` seconds, between ``--min_runs`` and ``--max_runs`` (200):
 the table gives the count. Peak resident memory: a child process per
 runtime, length and batch (1 thread) that builds the runner and calls it
 once (``os.wait4`` maxrss; Python, libraries and model included). With 2
-threads, idle worker threads sleep instead of spinning (ONNX Runtime's
-``allow_spinning`` 0, ``OMP_WAIT_POLICY=PASSIVE``), so that the
-interleaved runners do not take each other's cores.
+threads the runners are timed one after the other, each in one block
+after its warm-up, with the runtimes' default thread pools: idle worker
+threads spin for a while after a call and would take the next runner's
+cores if interleaved (making them sleep instead, ``OMP_WAIT_POLICY=
+PASSIVE``, made the 2-thread PyTorch student 2.6x slower).
 
     python bench/latency.py teacher=T_DIR student=S_DIR \\
         [--calibration_csv TRAIN.csv --data_folder DATA] \\
@@ -39,13 +41,7 @@ import sys
 import tempfile
 import time
 
-# OpenMP worker threads (PyTorch, 2 threads) sleep when idle instead of
-# spinning, as ONNX Runtime's do here (make_runner): on a small machine
-# the interleaved runners would otherwise take each other's cores. Set
-# before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from speechbrain_kd.onnx.latency import (  # noqa: E402
+from speechbrain_kd.onnx.latency import (
     RUNTIMES,
     latency_table,
     machine_description,
@@ -122,7 +118,11 @@ def measure(models, files, args, tmp):
                         )
                 t0 = time.perf_counter()
                 times = time_interleaved(
-                    runners, args.budget, args.min_runs, args.max_runs
+                    runners,
+                    args.budget,
+                    args.min_runs,
+                    args.max_runs,
+                    interleave=threads == 1,
                 )
                 for (label, runtime), values in times.items():
                     rows.append(

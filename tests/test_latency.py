@@ -48,6 +48,10 @@ def test_interleaved_run_counts():
     assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4}
     # warm-up, then the runners in turn
     assert calls[:2] == ["a", "b"] and calls[2:6] == ["a", "b", "a", "b"]
+    calls.clear()
+    times = time_interleaved(runners, 0.0, 2, 9, warmup=1, interleave=False)
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
+    assert calls == ["a"] * 3 + ["b"] * 3  # each in a block
 
 
 def test_table_pivots_lengths():

@@ -78,9 +78,15 @@ def summary(times_s, batch, seconds):
     }
 
 
-def time_interleaved(runners, budget_s, min_runs=10, max_runs=200, warmup=3):
-    """Call times (seconds) of each of ``runners`` (name -> callable),
-    called in turn; each runs ``runs_for`` its warm-up time.
+def time_interleaved(
+    runners, budget_s, min_runs=10, max_runs=200, warmup=3, interleave=True
+):
+    """Call times (seconds) of each of ``runners`` (name -> callable);
+    each runs ``runs_for`` its warm-up time. ``interleave``: the runners
+    called in turn, so that load on the machine hits them alike (for one
+    thread); else each runner's runs in one block after its own warm-up
+    (for several threads: the idle worker threads of one runtime spin for
+    a while after its call and would take the next runner's cores).
 
     Example
     -------
@@ -90,29 +96,37 @@ def time_interleaved(runners, budget_s, min_runs=10, max_runs=200, warmup=3):
     """
     import time
 
-    runs = {}
-    for name, run in runners.items():
+    def warm(run):
         t0 = time.perf_counter()
         for _ in range(warmup):
             run()
         per_call = (time.perf_counter() - t0) / max(1, warmup)
-        runs[name] = runs_for(per_call, budget_s, min_runs, max_runs)
+        return runs_for(per_call, budget_s, min_runs, max_runs)
+
+    def timed(run):
+        t0 = time.perf_counter()
+        run()
+        return time.perf_counter() - t0
+
+    if not interleave:
+        return {
+            name: [timed(run) for _ in range(warm(run))]
+            for name, run in runners.items()
+        }
+    runs = {name: warm(run) for name, run in runners.items()}
     times = {name: [] for name in runners}
     for i in range(max(runs.values())):
         for name, run in runners.items():
             if i < runs[name]:
-                t0 = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(timed(run))
     return times
 
 
 def make_runner(runtime, source, threads, wav, savedir=None):
     """A callable embedding ``wav`` (``[batch, samples]`` float32 numpy)
-    with ``runtime`` (one of ``RUNTIMES``), ``threads`` threads (ONNX
-    Runtime with more than one: worker threads do not spin when idle;
-    for PyTorch set ``OMP_WAIT_POLICY=PASSIVE`` before importing torch for
-    the same).
+    with ``runtime`` (one of ``RUNTIMES``), ``threads`` threads (default
+    thread pools otherwise: idle worker threads spin for a while, as in
+    a deployment).
 
     ``source`` is the ``.onnx`` file for the ONNX runtimes, the published
     folder otherwise (``savedir``: where ``from_hparams`` links it).
@@ -129,12 +143,6 @@ def make_runner(runtime, source, threads, wav, savedir=None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        if threads > 1:
-            # idle worker threads sleep instead of spinning: interleaved
-            # runners would otherwise take each other's cores
-            options.add_session_config_entry(
-                "session.intra_op.allow_spinning", "0"
-            )
         session = ort.InferenceSession(
             source, options, providers=["CPUExecutionProvider"]
         )
