@@ -11,13 +11,21 @@ the paired EER difference int8 - float with its interval, the file sizes,
 and the median time to embed 3 s of audio. Targets: EER change
 <= 0.2 points; int8 >= 1.5x faster than float ONNX; student >= 4x faster
 than the teacher in the same runtime. An ONNX Runtime profile of the
-student (share of time per operator type) says what dominates.
+student (share of time per operator type) says what dominates; the same
+profile and time of the plain export (``--before``: SpeechBrain's
+Fbank with the STFT as a DFT convolution, no BatchNorm folds, int8 of the
+convolutions only, no pre-processing) are recorded beside them, measured
+in the same run (``profile_before_*``, ``ms_per_3s`` ``*_before``).
 
     python bench/onnx_int8.py --student S_DIR --teacher T_DIR \\
-        --data_folder ../shared/data --prep PREP_DIR [--json OUT]
+        --data_folder ../shared/data --prep PREP_DIR [--json OUT] \\
+        [--calibration_csv TRAIN.csv] [--before]
 
 ``PREP_DIR`` holds ``train.csv``, ``test.csv`` and ``veri_test2.txt``
-(the MiniSpeakers recipe's ``results/mini/prepared``).
+(the MiniSpeakers recipe's ``results/mini/prepared``); the int8 ranges
+are calibrated on ``--calibration_csv`` (default ``PREP_DIR/train.csv``;
+give the models' own training manifest when they were trained on
+another corpus).
 """
 
 import argparse
@@ -75,7 +83,7 @@ def profile(path, wav, batched, runs=20):
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             times[e["args"]["op_name"]] += e["dur"]
     total = sum(times.values())
-    return {op: round(100 * t / total, 1) for op, t in times.most_common(8)}
+    return {op: round(100 * t / total, 1) for op, t in times.most_common(12)}
 
 
 def evaluate(name, folder, args, rows, trials, speakers, tmp):
@@ -93,7 +101,7 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
         folder, dest=os.path.join(tmp, f"{name}.onnx"), update_card=False
     )
     calib = calibration_signals(
-        read_csv(os.path.join(args.prep, "train.csv")),
+        read_csv(args.calibration_csv or os.path.join(args.prep, "train.csv")),
         args.data_folder,
         num=args.calibration_crops,
     )
@@ -103,6 +111,26 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
         calib,
         info["batched"],
     )
+    before = {}
+    if args.before:
+        old = export_onnx(
+            folder,
+            dest=os.path.join(tmp, f"{name}.before.onnx"),
+            update_card=False,
+            fast_front_end=False,
+            fold=False,
+        )
+        before = {
+            "onnx_float_before": old["path"],
+            "onnx_int8_before": quantize_int8(
+                old["path"],
+                os.path.join(tmp, f"{name}.before.int8.onnx"),
+                calib,
+                old["batched"],
+                op_types=("Conv",),
+                pre_process=False,
+            ),
+        }
     model = EncoderClassifier.from_hparams(
         source=os.path.abspath(folder),
         savedir=os.path.join(tmp, f"{name}_model"),
@@ -149,15 +177,19 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
     g = numpy.random.default_rng(0)
     wav = (0.05 * g.standard_normal(3 * 16000)).astype("float32")
     tw = torch.from_numpy(wav)[None]
+    timed = {**sess, **sessions(before)}
     out["runners"] = {
         "pytorch": lambda: model.encode_batch(tw),
         **{
             k: (lambda s=s: onnx_embed(s, wav, info["batched"]))
-            for k, s in sess.items()
+            for k, s in timed.items()
         },
     }
     out["profile_float"] = profile(info["path"], wav, info["batched"])
     out["profile_int8"] = profile(int8, wav, info["batched"])
+    for k, path in before.items():
+        kind = k.split("_")[1]  # float / int8
+        out[f"profile_before_{kind}"] = profile(path, wav, info["batched"])
     return out
 
 
@@ -172,6 +204,8 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--calibration_csv", default=None)
+    parser.add_argument("--before", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -238,8 +272,16 @@ def main(argv=None):
             f"teacher / student time, {k}: "
             f"{t['ms_per_3s'][k] / s['ms_per_3s'][k]:.2f}x"
         )
-    print("student profile, float:", s["profile_float"])
-    print("student profile, int8:", s["profile_int8"])
+    for key in sorted(k for k in s if k.startswith("profile")):
+        print(f"student {key}:", s[key])
+    if args.before:
+        for name, r in (("student", s), ("teacher", t)):
+            ms = r["ms_per_3s"]
+            print(
+                f"{name} ms / 3 s before -> after: float ONNX "
+                f"{ms['onnx_float_before']} -> {ms['onnx_float']}, int8 "
+                f"{ms['onnx_int8_before']} -> {ms['onnx_int8']}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -149,11 +149,12 @@ def test_export_errors(tmp_path, monkeypatch):
 def test_int8_export(exported, tiny_data, tmp_path):
     """--int8: a static int8 model calibrated on training crops, checked
     against the float model (cosine), smaller than it, with the feature
-    extraction (the STFT's DFT convolution) left in float."""
+    extraction (MatmulFbank's MatMul nodes) left in float."""
     import onnx
     import soundfile
 
     from speechbrain_kd.data import write_csv
+    from speechbrain_kd.onnx import waveform_convs
     from speechbrain_kd.onnx_export import INT8_NAME, export_int8
 
     dest, info = exported
@@ -179,13 +180,39 @@ def test_int8_export(exported, tiny_data, tmp_path):
     model = onnx.load(got["path"])
     producer = {out: n.op_type for n in model.graph.node for out in n.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    # the DFT of the features keeps float weights; the other convolutions
-    # get int8 weights, seen through DequantizeLinear
-    assert producer.get(convs[0].input[1]) != "DequantizeLinear"
-    assert all(
-        producer.get(c.input[1]) == "DequantizeLinear" for c in convs[1:]
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    # every convolution gets int8 weights, seen through DequantizeLinear;
+    # the front end's DFT and mel products keep float inputs
+    assert not waveform_convs(onnx.load(info["path"]))
+    assert convs and all(
+        producer.get(c.input[1]) == "DequantizeLinear" for c in convs
+    )
+    assert matmuls and not any(
+        producer.get(i) == "DequantizeLinear" for m in matmuls for i in m.input
     )
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     with pytest.raises(RuntimeError, match="min_cosine"):
         export_int8(info, str(tmp_path / "calib.csv"), "", 12, 1.01)
     assert not os.path.exists(got["path"])  # nothing half written
+
+
+def test_waveform_convs_of_a_patched_stft(tmp_path):
+    """With SpeechBrain's Fbank kept in the graph (options MatmulFbank
+    does not support), the STFT's DFT convolution is found and excluded
+    from int8."""
+    import onnx
+    from speechbrain.lobes.features import Fbank
+
+    from speechbrain_kd.onnx import fast_features, waveform_convs
+    from speechbrain_kd.sb_private.export_patches import export_friendly
+
+    fbank = Fbank(n_mels=24, f_min=20, filter_shape="gaussian")
+    assert fast_features(fbank) is fbank
+    path = str(tmp_path / "fbank.onnx")
+    with export_friendly():
+        torch.onnx.export(
+            fbank, (torch.randn(1, 4000),), path, dynamo=True, verbose=False
+        )
+    model = onnx.load(path)
+    names = waveform_convs(model, wav=model.graph.input[0].name)
+    assert len(names) == 1

@@ -49,20 +49,59 @@ def calibration_signals(rows, data_folder, num=200, seconds=3.0, seed=0):
     return out
 
 
-def quantize_int8(float_path, dest, signals, batched=True):
+def waveform_convs(model, wav="wav"):
+    """Names of the ``Conv`` nodes of an ONNX ``model`` that read the
+    waveform: those reached from the input ``wav`` through no other
+    ``Conv``, no ``Log`` (the end of a log-mel front end) and no
+    ``Shape`` (sizes computed from the waveform's length). That is the
+    DFT convolution of SpeechBrain's STFT as the export patches it
+    (``export_friendly``), or the first convolution of a raw-waveform
+    model; ``quantize_int8`` keeps them float. A ``MatmulFbank`` front end
+    has none (its MatMul nodes are not quantized).
+    """
+    raw = {wav}
+    found = []
+    for node in model.graph.node:  # ONNX nodes are topologically sorted
+        if not raw.intersection(node.input):
+            continue
+        if node.op_type == "Conv":
+            found.append(node.name)
+        elif node.op_type not in ("Log", "Shape", "Size"):
+            raw.update(node.output)
+    return found
+
+
+def quantize_int8(
+    float_path,
+    dest,
+    signals,
+    batched=True,
+    op_types=("Conv", "Relu"),
+    pre_process=True,
+):
     """Static int8 quantization of an exported model (ONNX Runtime).
 
-    The convolutions of the embedding model get int8 weights (per output
-    channel) and int8 activations (QDQ format), their ranges calibrated on
-    ``signals`` (MinMax); the feature extraction stays float32: the first
-    convolution of the graph is the STFT's DFT (weights cos / sin of the
-    waveform), whose 8-bit activations would put the quantization noise of
-    the loudest sample into the quiet frequency bins of the log-mel
-    features. Only ``Conv`` is quantized: the element-wise int8 ops
-    (QLinearMul/Add) are slower than float ones on CPU. Measured against
-    dynamic quantization (int8 weights, activations quantized at run
-    time: ``ConvInteger``) on the C=96 student, 3 s, 1 thread: static
-    2.85 ms, dynamic 8.55 ms, float 3.24 ms (``bench/onnx_int8.py``).
+    The graph is first pre-processed (``quant_pre_process``: shape
+    inference and ONNX Runtime's basic optimisations, constant folding
+    among them). Its convolutions get int8 weights (per output channel)
+    and int8 activations (QDQ format), and the ReLU after each: ONNX
+    Runtime fuses DequantizeLinear -> Conv -> Relu -> QuantizeLinear into
+    one ``QLinearConv``. Ranges are calibrated on ``signals`` (MinMax).
+    The feature extraction stays float32: its DFT (``MatmulFbank``'s
+    MatMul nodes, or the DFT convolution of a patched STFT,
+    ``waveform_convs``) reads the waveform, and 8-bit activations there
+    would put the quantization noise of the loudest sample into the quiet
+    frequency bins of the log-mel features. The other element-wise ops
+    (BatchNorm, Mul, Add) stay float: quantizing Mul, Add, Concat and
+    Split as well (QLinearMul / QLinearAdd) made the C=96 student slower
+    (3.68 against 3.45 ms for 3 s, 1 thread) and moved its embeddings
+    (cosine to float 0.90 against 0.998); ONNX Runtime runs each
+    ``QLinearConv`` in NHWC between two Transpose nodes (~10 % of the
+    int8 student's time), which cancel only between int8 ops: replacing
+    the BatchNorms by Mul + Add (which ONNX Runtime can run in NHWC)
+    removed 61 of the 68 Transpose nodes but made the model slower
+    (3.15 against 2.84 ms). Dynamic quantization (``ConvInteger``) was
+    ~3x slower than static (``bench/onnx_int8.py``, before issue 26).
 
     Arguments
     ---------
@@ -74,6 +113,11 @@ def quantize_int8(float_path, dest, signals, batched=True):
         ``[1, samples]`` calibration waveforms.
     batched : bool
         Whether the graph takes ``wav_lens``.
+    op_types : sequence of str
+        ONNX op types to quantize; ``("Conv",)`` without
+        ``pre_process`` is the quantization before issue 26.
+    pre_process : bool
+        Run ``quant_pre_process`` first.
     """
     import numpy
     import onnx
@@ -83,12 +127,12 @@ def quantize_int8(float_path, dest, signals, batched=True):
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = onnx.load(float_path)
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    if not convs:
+    if not any(n.op_type == "Conv" for n in model.graph.node):
         raise ValueError(f"{float_path}: no Conv node to quantize")
-    stft = convs[0].name  # the DFT of the features (see above)
+    excluded = waveform_convs(model)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -104,17 +148,22 @@ def quantize_int8(float_path, dest, signals, batched=True):
             return feed
 
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.tmp")
+    pre = f"{tmp}.pre"
     try:
+        source = float_path
+        if pre_process:
+            quant_pre_process(float_path, pre, skip_symbolic_shape=True)
+            source = pre
         quantize_static(
-            float_path,
+            source,
             tmp,
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=[stft],
+            op_types_to_quantize=list(op_types),
+            nodes_to_exclude=excluded,
         )
         # The quantizer's inferred shapes merge symbolic time dimensions
         # that differ by one frame; ONNX Runtime then fails to plan buffers
@@ -124,8 +173,9 @@ def quantize_int8(float_path, dest, signals, batched=True):
         onnx.save(quantized, tmp)
         os.replace(tmp, dest)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for path in (tmp, pre):
+            if os.path.exists(path):
+                os.remove(path)
     return dest
 
 

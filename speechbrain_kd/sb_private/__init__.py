@@ -41,6 +41,8 @@ PRIVATE_API = (
     ("speechbrain.nnet.pooling", "StatisticsPooling.forward",
      "(self, x, lengths=None)"),
     ("speechbrain.processing.features", "STFT.forward", "(self, x)"),
+    ("speechbrain.nnet.CNN", "Conv1d._manage_padding",
+     "(self, x, kernel_size: int, dilation: int, stride: int)"),
 )  # fmt: skip
 
 # Attributes of a global InputNormalization set by sb_private.normalization

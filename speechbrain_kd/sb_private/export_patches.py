@@ -88,8 +88,22 @@ def _stft_forward(self, x):
     return torch.stack([real, imag], -1).transpose(1, 2)
 
 
+def _conv1d_manage_padding(
+    self, x, kernel_size: int, dilation: int, stride: int
+):
+    """SpeechBrain's ``Conv1d._manage_padding`` without the no-op ``F.pad``
+    of zero elements (1x1 convolutions): one ``Pad`` node fewer per such
+    convolution in the exported graph, same values."""
+    from speechbrain.nnet.CNN import get_padding_elem
+
+    padding = get_padding_elem(self.in_channels, stride, kernel_size, dilation)
+    if not any(padding):
+        return x
+    return torch.nn.functional.pad(x, padding, mode=self.padding_mode)
+
+
 @contextlib.contextmanager
-def export_friendly():
+def export_friendly(stft=True):
     """Patches SpeechBrain code that ``torch.export`` cannot trace generally.
 
     - ``length_to_mask`` (used by ECAPA-TDNN) calls ``len(length)``, which
@@ -103,10 +117,15 @@ def export_friendly():
       slow in ONNX Runtime for n_fft = 400: replaced by a strided
       convolution with the DFT basis (same values up to float32 rounding).
 
-    Everything is restored on exit.
+    - ``Conv1d._manage_padding`` pads 1x1 convolutions by zero elements
+      (an ONNX ``Pad`` node that copies its input): skipped.
+
+    ``stft=False`` leaves ``STFT`` alone (``torch.stft``: the PyTorch
+    reference of the export check). Everything is restored on exit.
     """
     import speechbrain.lobes.models.ECAPA_TDNN as ecapa
     import speechbrain.lobes.models.Xvector as xvector
+    import speechbrain.nnet.CNN as cnn
     import speechbrain.nnet.pooling as pooling
     import speechbrain.processing.features as features
 
@@ -114,8 +133,10 @@ def export_friendly():
         (ecapa, "length_to_mask", _length_to_mask),
         (xvector.Xvector, "forward", _xvector_forward),
         (pooling.StatisticsPooling, "forward", _statistics_pooling_forward),
-        (features.STFT, "forward", _stft_forward),
+        (cnn.Conv1d, "_manage_padding", _conv1d_manage_padding),
     ]
+    if stft:
+        patches.append((features.STFT, "forward", _stft_forward))
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, new in patches:
