@@ -11,13 +11,11 @@ no teacher forward pass. The Brains are timed in turn on the same batch in
 one process, so the ratios are robust to machine load; the median of
 ``--steps`` timed steps is reported after ``--warmup`` steps. Targets: live
 ratio <= 1.3, cached ratio <= 1.05. Also printed: the cache build rate
-(views/s) and the disk size per million views, for the mini corpus
-(full float16 logits) and computed for VoxCeleb2 (5,994 classes, top-255).
+(views/s) and its disk size per million views (mini corpus: float16
+logits; VoxCeleb2, computed: 5,994 classes, top-255). Without
+``--teacher``: a random ``teacher_ecapa.yaml`` (the trained one's cost).
 
     python bench/kd_step_time.py [--teacher PUBLISHED_DIR] [--method trkd]
-
-Without ``--teacher`` the teacher is a random ECAPA-TDNN of
-``teacher_ecapa.yaml`` (C=256: the same cost as the trained one).
 """
 
 import argparse
@@ -104,7 +102,9 @@ def cache_for(batch, teacher, tmp, num_classes):
         views=1,
         classes=num_classes,
         embedding_dim=int(
-            teacher(wavs[:1].to(device_of(teacher)))["embedding"].shape[-1]
+            teacher(wavs[:1].to(next(teacher.parameters()).device))[
+                "embedding"
+            ].shape[-1]
         ),
         topk=None,
         T=None,
@@ -123,8 +123,15 @@ def cache_for(batch, teacher, tmp, num_classes):
     return TeacherCache(folder), time.perf_counter() - start
 
 
-def device_of(module):
-    return next(iter(module.parameters())).device
+def timed(call, cuda):
+    """Seconds ``call()`` takes (CUDA: synchronised on both sides)."""
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    call()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
 
 
 def brain_for(name, tmp, run_opts, teacher_dir, extra):
@@ -174,32 +181,22 @@ def main(argv=None):
         cache, build_s = cache_for(batch, kd.teacher, tmp, num_classes)
         cached.use_teacher_cache(cache)
         emb_dim = cache.meta["embedding_dim"]
-        times = {"plain": [], "kd": [], "cached": []}
-        brains = (("plain", plain), ("kd", kd), ("cached", cached))
-        for step in range(args.warmup + args.steps):
-            for name, brain in brains:
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                brain.fit_batch(batch)
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                if step >= args.warmup:
-                    times[name].append(time.perf_counter() - t0)
-        # the teacher's forward alone, inference mode, same batch
         wavs, lens = batch.to(kd.device).sig
-        teacher_times = []
+        calls = {  # in turn on the same batch; the teacher's forward alone
+            "plain": lambda: plain.fit_batch(batch),
+            "kd": lambda: kd.fit_batch(batch),
+            "cached": lambda: cached.fit_batch(batch),
+            "teacher": lambda: kd.teacher(wavs, lens),
+        }
+        times = {name: [] for name in calls}
         for step in range(args.warmup + args.steps):
-            t0 = time.perf_counter()
-            kd.teacher(wavs, lens)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            if step >= args.warmup:
-                teacher_times.append(time.perf_counter() - t0)
-    plain_s = statistics.median(times["plain"])
-    kd_s = statistics.median(times["kd"])
-    cached_s = statistics.median(times["cached"])
-    teacher_s = statistics.median(teacher_times)
+            for name, call in calls.items():
+                elapsed = timed(call, args.device.startswith("cuda"))
+                if step >= args.warmup:
+                    times[name].append(elapsed)
+    plain_s, kd_s, cached_s, teacher_s = (
+        statistics.median(times[k]) for k in calls
+    )
     rate = args.batch_size / build_s
     mini = bytes_per_view(num_classes, emb_dim)
     vox = bytes_per_view(5994, emb_dim, topk=255)

@@ -11,15 +11,11 @@ the paired EER difference int8 - float with its interval, the file sizes,
 and the median time to embed 3 s of audio. Targets: EER change
 <= 0.2 points; int8 >= 1.5x faster than float ONNX; student >= 4x faster
 than the teacher in the same runtime. An ONNX Runtime profile of the
-student (share of time per operator type) says what dominates; the same
-profile and time of the plain export (``--before``: SpeechBrain's
-Fbank with the STFT as a DFT convolution, no BatchNorm folds, int8 of the
-convolutions only, no pre-processing) are recorded beside them, measured
-in the same run (``profile_before_*``, ``ms_per_3s`` ``*_before``).
+student (share of time per operator type) says what dominates.
 
     python bench/onnx_int8.py --student S_DIR --teacher T_DIR \\
         --data_folder ../shared/data --prep PREP_DIR [--json OUT] \\
-        [--calibration_csv TRAIN.csv] [--before]
+        [--calibration_csv TRAIN.csv]
 
 ``PREP_DIR`` holds ``train.csv``, ``test.csv`` and ``veri_test2.txt``
 (the MiniSpeakers recipe's ``results/mini/prepared``); the int8 ranges
@@ -29,7 +25,6 @@ another corpus).
 """
 
 import argparse
-import collections
 import json
 import os
 import statistics
@@ -39,6 +34,9 @@ import time
 
 import numpy
 import torch
+
+from speechbrain_kd.onnx.latency import op_profile
+from speechbrain_kd.onnx.latency_report import sizes_mb
 
 
 def sessions(paths):
@@ -59,31 +57,6 @@ def onnx_embed(session, wav, batched):
     if batched:
         feed["wav_lens"] = numpy.ones(1, dtype="float32")
     return session.run(None, feed)[0][0]
-
-
-def profile(path, wav, batched, runs=20):
-    """Share of ONNX Runtime kernel time per operator type."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.enable_profiling = True
-    options.log_severity_level = 3
-    with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = os.path.join(tmp, "prof")
-        sess = ort.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
-        for _ in range(runs):
-            onnx_embed(sess, wav, batched)
-        with open(sess.end_profiling()) as f:
-            events = json.load(f)
-    times = collections.Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            times[e["args"]["op_name"]] += e["dur"]
-    total = sum(times.values())
-    return {op: round(100 * t / total, 1) for op, t in times.most_common(12)}
 
 
 def evaluate(name, folder, args, rows, trials, speakers, tmp):
@@ -111,26 +84,6 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
         calib,
         info["batched"],
     )
-    before = {}
-    if args.before:
-        old = export_onnx(
-            folder,
-            dest=os.path.join(tmp, f"{name}.before.onnx"),
-            update_card=False,
-            fast_front_end=False,
-            fold=False,
-        )
-        before = {
-            "onnx_float_before": old["path"],
-            "onnx_int8_before": quantize_int8(
-                old["path"],
-                os.path.join(tmp, f"{name}.before.int8.onnx"),
-                calib,
-                old["batched"],
-                op_types=("Conv",),
-                pre_process=False,
-            ),
-        }
     model = EncoderClassifier.from_hparams(
         source=os.path.abspath(folder),
         savedir=os.path.join(tmp, f"{name}_model"),
@@ -165,31 +118,21 @@ def evaluate(name, folder, args, rows, trials, speakers, tmp):
         speakers,
         args.bootstrap,
     )
-    out["sizes_mb"] = {
-        "pytorch_ckpt": round(
-            os.path.getsize(os.path.join(folder, "embedding_model.ckpt")) / 1e6,
-            3,
-        ),
-        "onnx_float": round(os.path.getsize(info["path"]) / 1e6, 3),
-        "onnx_int8": round(os.path.getsize(int8) / 1e6, 3),
-    }
+    files = {"onnx_float": info["path"], "onnx_int8": int8}
+    out["sizes_mb"] = sizes_mb(folder, files)
     # timed later, interleaved with the other model's runners
     g = numpy.random.default_rng(0)
     wav = (0.05 * g.standard_normal(3 * 16000)).astype("float32")
     tw = torch.from_numpy(wav)[None]
-    timed = {**sess, **sessions(before)}
     out["runners"] = {
         "pytorch": lambda: model.encode_batch(tw),
         **{
             k: (lambda s=s: onnx_embed(s, wav, info["batched"]))
-            for k, s in timed.items()
+            for k, s in sess.items()
         },
     }
-    out["profile_float"] = profile(info["path"], wav, info["batched"])
-    out["profile_int8"] = profile(int8, wav, info["batched"])
-    for k, path in before.items():
-        kind = k.split("_")[1]  # float / int8
-        out[f"profile_before_{kind}"] = profile(path, wav, info["batched"])
+    out["profile_float"] = op_profile(info["path"], wav, info["batched"])
+    out["profile_int8"] = op_profile(int8, wav, info["batched"])
     return out
 
 
@@ -205,7 +148,6 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json", default=None)
     parser.add_argument("--calibration_csv", default=None)
-    parser.add_argument("--before", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -247,14 +189,13 @@ def main(argv=None):
         "| ms / 3 s (1 thread) |"
     )
     print("|---|---|---|---|---|---|")
-    size_key = {"pytorch": "pytorch_ckpt"}
     for name, r in (("student", s), ("teacher", t)):
         for k, f in r["systems"].items():
             e, lo, hi = f["EER"]
             print(
                 f"| {name} | {k} | {e:.2f} [{lo:.2f}, {hi:.2f}] "
                 f"| {f['minDCF_norm'][0]:.3f} "
-                f"| {r['sizes_mb'][size_key.get(k, k)]} "
+                f"| {r['sizes_mb'][k]} "
                 f"| {r['ms_per_3s'][k]} |"
             )
     for name, r in (("student", s), ("teacher", t)):
@@ -274,14 +215,6 @@ def main(argv=None):
         )
     for key in sorted(k for k in s if k.startswith("profile")):
         print(f"student {key}:", s[key])
-    if args.before:
-        for name, r in (("student", s), ("teacher", t)):
-            ms = r["ms_per_3s"]
-            print(
-                f"{name} ms / 3 s before -> after: float ONNX "
-                f"{ms['onnx_float_before']} -> {ms['onnx_float']}, int8 "
-                f"{ms['onnx_int8_before']} -> {ms['onnx_int8']}"
-            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -1,18 +1,23 @@
-"""The non-timing parts of speechbrain_kd.onnx.latency (bench/latency.py)."""
+"""The non-timing parts of speechbrain_kd.onnx.latency and its reports."""
 
 import pytest
 import torch
 
 from speechbrain_kd.onnx.latency import (
     RUNTIMES,
-    latency_table,
     make_runner,
     noise_signal,
+    op_profile,
     peak_rss_mb,
-    replace_block,
     runs_for,
     summary,
     time_interleaved,
+)
+from speechbrain_kd.onnx.latency_report import (
+    latency_table,
+    ratios,
+    replace_block,
+    sizes_table,
     update_card_latency,
 )
 
@@ -136,3 +141,32 @@ def test_peak_rss(tiny):
     assert 10 < small < big
     with pytest.raises(RuntimeError, match="memory child"):
         peak_rss_mb("onnx_float", onnx_path + ".missing", 1, 1, 0.5)
+
+
+def test_op_profile(tiny):
+    """Shares of kernel time per operator type: positive, at most 100 in
+    all, the convolutions among them."""
+    _, onnx_path = tiny
+    wav = noise_signal(1, 0.5)[0]
+    shares = op_profile(onnx_path, wav, batched=True, runs=2)
+    assert 0 < len(shares) <= 12 and all(v >= 0 for v in shares.values())
+    assert sum(shares.values()) <= 100.5
+    assert any("Conv" in op for op in shares)
+
+
+def test_ratios_and_sizes_table():
+    rows = [
+        dict(
+            model=m, runtime=r, threads=1, seconds=3.0, batch=1, median_ms=t * f
+        )
+        for m, f in (("teacher", 1.0), ("student", 0.25))
+        for r, t in zip(RUNTIMES, (8.0, 4.0, 2.0, 10.0))
+    ]
+    out = ratios(rows, ["teacher", "student"])
+    assert out["student/teacher onnx_int8"] == 0.25
+    assert out["student int8/float ONNX"] == 0.5
+    assert out["student int8/encode_batch"] == 0.2
+    with pytest.raises(KeyError):
+        ratios(rows, ["teacher", "absent"])
+    table = sizes_table({"s": dict(zip(RUNTIMES, (2.0, 2.5, 1.25, 2.0)))})
+    assert table.splitlines()[2] == "| s | 2.00 | 2.50 | 1.25 | 2.00 |"

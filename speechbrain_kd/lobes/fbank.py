@@ -22,10 +22,10 @@ below each sequence's maximum) with plain tensor operations:
 In ONNX this is Pad, Slice/Concat, Mul, one Transpose of the frames, four
 MatMul, one Transpose of the power spectrum, Log: no DFT operator (slow in
 ONNX Runtime for ``n_fft = 400``), no convolution, no ``Pow``. Measured
-for 3 s, 1 thread (``bench/frontend.py``): ~1.0 ms in ONNX Runtime, against
-~1.5 ms for the direct DFT matmul, ~1.7 ms for the DFT convolution and
-~13 ms for ONNX's DFT operator. The values equal SpeechBrain's up to
-float32 rounding (within 3e-4 dB on random input):
+for 3 s, 1 thread (``bench/RESULTS.md``, front-end candidates): ~1.0 ms
+in ONNX Runtime, against ~1.5 ms for the direct DFT matmul, ~2.0 ms for
+the DFT convolution and ~13 ms for ONNX's DFT operator. The values equal
+SpeechBrain's up to float32 rounding (within 3e-4 dB on random input):
 ``tests/test_fbank.py`` checks features and embeddings.
 """
 

@@ -88,7 +88,7 @@ def fast_features(compute_features):
     A ``speechbrain.lobes.features.Fbank`` with options ``MatmulFbank``
     supports becomes a ``MatmulFbank`` (the same features by two matrix
     products: ~1.4x faster in ONNX Runtime than the DFT convolution,
-    ~12x faster than the ONNX DFT operator, ``bench/frontend.py``); any
+    ~12x faster than the ONNX DFT operator, ``bench/RESULTS.md``); any
     other module (or an Fbank with other options, logged) is kept.
 
     Example
@@ -181,7 +181,7 @@ def export_onnx(
     fast_front_end : bool
         Export SpeechBrain's Fbank as ``MatmulFbank`` (``fast_features``);
         ``False``: as SpeechBrain computes it, the STFT as a DFT
-        convolution (the export before issue 26, for comparisons).
+        convolution (the plain export, for comparisons).
     fold : bool
         Fold ECAPA-TDNN's foldable BatchNorms (``fold_ecapa``) first.
 

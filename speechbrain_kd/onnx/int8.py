@@ -101,7 +101,7 @@ def quantize_int8(
     the BatchNorms by Mul + Add (which ONNX Runtime can run in NHWC)
     removed 61 of the 68 Transpose nodes but made the model slower
     (3.15 against 2.84 ms). Dynamic quantization (``ConvInteger``) was
-    ~3x slower than static (``bench/onnx_int8.py``, before issue 26).
+    ~3x slower than static (``bench/onnx_int8.py``).
 
     Arguments
     ---------
@@ -115,7 +115,7 @@ def quantize_int8(
         Whether the graph takes ``wav_lens``.
     op_types : sequence of str
         ONNX op types to quantize; ``("Conv",)`` without
-        ``pre_process`` is the quantization before issue 26.
+        ``pre_process`` is the plain quantization, for comparisons.
     pre_process : bool
         Run ``quant_pre_process`` first.
     """

@@ -14,9 +14,9 @@ The measuring parts of ``bench/latency.py``:
 - ``summary``: median / p90 ms per utterance and the real-time factor;
 - ``peak_rss_mb``: peak resident memory of a child process that builds
   one runner and calls it (``os.wait4``: that child's own ``maxrss``);
-- ``latency_table`` / ``replace_block`` / ``update_card_latency``: the
-  markdown table, the block of ``bench/RESULTS.md`` between marker
-  comments, and the "Latency" section of a model card.
+- ``op_profile``: ONNX Runtime's share of kernel time per operator type.
+
+The tables and model-card sections are ``latency_report``'s.
 
 ``python -m speechbrain_kd.onnx.latency memory ...`` is the child.
 """
@@ -28,10 +28,7 @@ import os
 import subprocess
 import sys
 
-from speechbrain_kd.fileio import atomic_write_text
-
 RUNTIMES = ("pytorch", "onnx_float", "onnx_int8", "sb_encode_batch")
-START, END = "<!-- latency -->", "<!-- /latency -->"
 
 
 def runs_for(seconds_per_call, budget_s, min_runs=10, max_runs=200):
@@ -257,125 +254,38 @@ def peak_rss_mb(runtime, source, threads, batch, seconds, calls=3):
     return round(maxrss_kb / 1024, 1)  # Linux: kilobytes
 
 
-def _cell(row):
-    if row is None:
-        return "-"
-    return f"{row['median_ms']:.2f} / {row['p90_ms']:.2f} ({row['runs']})"
+def op_profile(path, wav, batched, runs=20):
+    """Share (%) of ONNX Runtime kernel time per operator type of the
+    model at ``path`` embedding ``wav`` (``[samples]``) ``runs`` times
+    with 1 thread: the 12 largest."""
+    import collections
+    import tempfile
 
+    import numpy
+    import onnxruntime as ort
 
-def latency_table(rows, seconds=(1.0, 3.0, 10.0)):
-    """Markdown table of ``rows`` (dicts with ``model``, ``runtime``,
-    ``threads``, ``batch``, ``seconds``, ``median_ms``, ``p90_ms``,
-    ``runs``, ``rtf``, optional ``peak_rss_mb``): one line per model,
-    runtime, threads and batch; per audio length "median / p90 ms per
-    utterance (runs)"; the real-time factor and peak memory at the
-    longest.
-
-    Example
-    -------
-    >>> row = dict(model="s", runtime="onnx_int8", threads=1, batch=1,
-    ...            seconds=1.0, median_ms=2.0, p90_ms=2.5, runs=200,
-    ...            rtf=0.002, peak_rss_mb=80.0)
-    >>> print(latency_table([row], seconds=(1.0,)).splitlines()[2])
-    | s | onnx_int8 | 1 | 1 | 2.00 / 2.50 (200) | 0.0020 | 80 |
-    """
-    cells = {}
-    order = []
-    for r in rows:
-        key = (r["model"], r["runtime"], r["threads"], r["batch"])
-        if key not in cells:
-            order.append(key)
-        cells.setdefault(key, {})[float(r["seconds"])] = r
-    longest = max(seconds)
-    head = " | ".join(f"{s:g} s: median / p90 ms (runs)" for s in seconds)
-    lines = [
-        f"| model | runtime | threads | batch | {head} "
-        f"| RTF at {longest:g} s | peak RSS MB at {longest:g} s |",
-        "|---|---|---|---|" + "---|" * len(seconds) + "---|---|",
-    ]
-    for key in order:
-        per = cells[key]
-        last = per.get(float(longest))
-        rtf = f"{last['rtf']:.4f}" if last else "-"
-        rss = last.get("peak_rss_mb") if last else None
-        rss = f"{rss:.0f}" if rss is not None else "-"
-        row = " | ".join(_cell(per.get(float(s))) for s in seconds)
-        lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {row} "
-            f"| {rtf} | {rss} |"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.enable_profiling = True
+    options.log_severity_level = 3
+    feed = {"wav": wav[None].astype("float32")}
+    if batched:
+        feed["wav_lens"] = numpy.ones(1, dtype="float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = os.path.join(tmp, "prof")
+        sess = ort.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
         )
-    return "\n".join(lines)
-
-
-def replace_block(text, block, start=START, end=END):
-    """``text`` with what lies between the marker lines ``start`` and
-    ``end`` replaced by ``block``.
-
-    Example
-    -------
-    >>> replace_block("a\\n<!-- latency -->\\nold\\n<!-- /latency -->\\nb",
-    ...               "new")
-    'a\\n<!-- latency -->\\nnew\\n<!-- /latency -->\\nb'
-    """
-    i, j = text.find(start), text.find(end)
-    if i < 0 or j < 0 or j < i:
-        raise ValueError(
-            f"markers {start!r} ... {end!r} not found in this order"
-        )
-    return text[: i + len(start)] + "\n" + block.strip("\n") + "\n" + text[j:]
-
-
-def update_card_latency(folder, rows, command, machine, seconds=None):
-    """Writes (or replaces) the "Latency" section of ``folder``'s model
-    card (``README.md``, atomically): the ``latency_table`` of ``rows``,
-    the machine and the command that measured them. The section goes at
-    the end; a later ONNX export (which rewrites the card from its "ONNX"
-    section on) drops it, as the figures are then out of date."""
-    card = os.path.join(folder, "README.md")
-    if not os.path.isfile(card):
-        raise FileNotFoundError(f"{card}: no model card to update")
-    with open(card) as f:
-        text = f.read()
-    head, sep, tail = text.partition("\n## Latency\n")
-    if sep:  # keep the sections after the old Latency section
-        nxt = tail.find("\n## ")
-        tail = tail[nxt:] if nxt >= 0 else ""
-    text = head.rstrip("\n") + "\n" + tail.rstrip("\n")
-    section = [
-        "",
-        "## Latency",
-        "",
-        f"CPU time per utterance ({machine}); median / p90 over the runs "
-        "in brackets; RTF: compute time per second of audio.",
-        "",
-        latency_table(rows, seconds or (1.0, 3.0, 10.0)),
-        "",
-        f"Measured with `{command}`.",
-        "",
-    ]
-    atomic_write_text(card, text.rstrip("\n") + "\n" + "\n".join(section))
-    return card
-
-
-def machine_description():
-    """CPU model and the library versions, one line."""
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = []
-    for name in ("torch", "onnxruntime"):
-        try:
-            module = __import__(name)
-            versions.append(f"{name} {module.__version__}")
-        except ImportError:
-            pass
-    return ", ".join([cpu, f"{os.cpu_count()} logical CPUs", *versions])
+        for _ in range(runs):
+            sess.run(None, feed)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    times = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            times[e["args"]["op_name"]] += e["dur"]
+    total = sum(times.values())
+    return {op: round(100 * t / total, 1) for op, t in times.most_common(12)}
 
 
 def _memory_child(argv):
