@@ -42,7 +42,9 @@ so762_record() {
 }
 
 # so762_train RUN SCRIPT YAML OPTIONS...: trains (or resumes) the run in
-# results/so762/RUN with the corpus options; a finished run is kept.
+# results/so762/RUN with the corpus options; a finished run is kept. Its
+# command.txt holds the whole command line, one argument per line (run
+# in recipes/MiniSpeakers).
 so762_train() {
   local run=$1 script=$2 yaml=$3 t0
   shift 3
@@ -55,7 +57,8 @@ so762_train() {
   echo "$(date -u +%FT%TZ) start $out"
   t0=$(date +%s)
   mkdir -p "$out"
-  printf '%s\n' "$script hparams/$yaml" "$@" > "$out/command.txt"
+  printf '%s\n' "$script hparams/$yaml" "${corpus[@]}" "$@" \
+    --output_folder="$out" > "$out/command.txt"
   python "$script" "hparams/$yaml" "${corpus[@]}" "$@" --output_folder="$out"
   echo "$(( $(date +%s) - t0 ))" > "$out/wall_seconds.txt"
 }
