@@ -41,16 +41,8 @@ def current_umask():
 
 
 def default_mode(folder=False):
-    """Mode that ``open`` (``0o666``) or ``os.mkdir`` (``0o777``) give a
-    new file or folder under the current umask: what ``tempfile``'s private
-    ``0o600`` / ``0o700`` files and folders get before they are published.
-
-    Example
-    -------
-    >>> old = os.umask(0o022)
-    >>> oct(default_mode()), oct(default_mode(folder=True))
-    ('0o644', '0o755')
-    >>> _ = os.umask(old)
+    """Mode ``open`` (``0o666``) or, with ``folder``, ``os.mkdir`` (``0o777``)
+    gives a new file or folder under the current umask.
     """
     return (0o777 if folder else 0o666) & ~current_umask()
 

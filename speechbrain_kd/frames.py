@@ -60,75 +60,26 @@ def valid_counts(lengths, num_frames, batch_size=None, dtype=torch.float64):
 
 
 def counts_mask(counts, num_frames):
-    """``[batch, T]`` boolean mask, True on the first ``counts`` frames.
-
-    Example
-    -------
-    >>> import torch
-    >>> counts_mask(torch.tensor([3, 1]), 3)
-    tensor([[ True,  True,  True],
-            [ True, False, False]])
+    """``[batch, num_frames]`` bool mask, True on the first ``counts[b]``
+    frames of row b.
     """
     steps = torch.arange(num_frames, device=counts.device)
     return steps.unsqueeze(0) < counts.unsqueeze(1)
 
 
 def frame_mask(lengths, num_frames):
-    """Boolean mask of the valid frames of a padded batch.
+    """``[batch, T]`` bool mask of the valid frames of a padded batch.
 
-    ``counts_mask`` of the ``valid_counts`` rounded in float32 (the
-    precision of SpeechBrain's float32 relative lengths).
-
-    Arguments
-    ---------
-    lengths : torch.Tensor or None
-        ``[batch]`` relative lengths in (0, 1]; ``None``: no padding.
-    num_frames : int
-        Number of frames ``T`` of the padded batch.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[batch, T]`` boolean, True on valid frames (all True when
-        ``lengths`` is None: then the batch size is unknown and the mask is
-        ``[1, T]``).
-
-    Example
-    -------
-    >>> import torch
-    >>> frame_mask(torch.tensor([1.0, 0.5]), 4)
-    tensor([[ True,  True,  True,  True],
-            [ True,  True, False, False]])
+    ``counts_mask`` of ``valid_counts`` of the ``[batch]`` relative
+    ``lengths``, rounded in float32; ``[1, T]``, all True, if None.
     """
     counts = valid_counts(lengths, num_frames, dtype=torch.float32)
     return counts_mask(counts, num_frames)
 
 
 def zero_padding(x, mask):
-    """``x`` with zeros where ``mask`` is False or 0 (NaN or inf padding
-    included).
-
-    Arguments
-    ---------
-    x : torch.Tensor
-        Values.
-    mask : torch.Tensor
-        Boolean or float mask broadcastable to ``x`` (e.g. ``[batch, T, 1]``
-        for ``[batch, T, dim]``), True or positive on the frames kept.
-
-    Returns
-    -------
-    torch.Tensor
-        ``x``, zero on the masked frames.
-
-    Example
-    -------
-    >>> import torch
-    >>> x = torch.tensor([[1.0, float("nan")]])
-    >>> zero_padding(x, torch.tensor([[1.0, 0.0]]))
-    tensor([[1., 0.]])
-    >>> zero_padding(x, torch.tensor([[True, False]]))
-    tensor([[1., 0.]])
+    """``x`` with zeros where ``mask`` is False or ``<= 0`` (NaN or inf padding
+    included); ``mask`` broadcasts to ``x`` (e.g. ``[batch, T, 1]``).
     """
     keep = mask if mask.dtype == torch.bool else mask > 0
     return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))

@@ -131,15 +131,9 @@ def figures(record, model="student", trial_list="trials", backend="cosine"):
 
 
 def seed_summary(runs, key="EER", **where):
-    """``(seeds, mean, std)`` of ``key`` over ``{seed: record}``; std is
-    None for one seed.
-
-    Example
-    -------
-    >>> runs = {s: {"models": {"student": {"trials": {"cosine": {"EER": e}}}}}
-    ...         for s, e in ((1, 4.0), (2, 5.0))}
-    >>> seed_summary(runs)
-    (2, 4.5, 0.7071067811865476)
+    """``(seeds, mean, std)`` of ``key`` over ``{seed: record}``: of the
+    values ``figures(record, **where)[key]``, std with ddof 1 (None for one
+    seed).
     """
     values = [figures(r, **where)[key] for r in runs.values()]
     std = float(numpy.std(values, ddof=1)) if len(values) > 1 else None

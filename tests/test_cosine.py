@@ -20,6 +20,10 @@ def test_hand_values():
     # 1 - cos: 1 - 0 and 1 - 1/sqrt(2); mean
     want = (1.0 + 1.0 - 1.0 / math.sqrt(2.0)) / 2.0
     assert float(embedding_cosine_loss(s, t)) == pytest.approx(want)
+    # 1 - cos: 1 - 1 (same direction, another scale) and 1 - 0; mean
+    s2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    t2 = torch.tensor([[3.0, 0.0], [1.0, 0.0]])
+    assert float(embedding_cosine_loss(s2, t2)) == pytest.approx(0.5)
     same = EmbeddingCosineLoss(2, 2)
     assert same.projection is None and list(same.parameters()) == []
     assert torch.equal(same(s, t), embedding_cosine_loss(s, t))

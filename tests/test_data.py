@@ -14,9 +14,13 @@ from speechbrain_kd.data import (
     load_random_crop,
     make_trials,
     manifest_dataset,
+    missing_trial_ids,
     random_crop,
     read_csv,
     read_trials,
+    resolve_path,
+    trial_id,
+    view_generator,
     write_csv,
     write_trials,
 )
@@ -281,3 +285,33 @@ def test_manifest_dataset_resamples_and_downmixes(tmp_path):
         manifest_dataset(rows, hparams)[0]
     with pytest.raises(ValueError, match="2 channels, expected mono"):
         manifest_dataset(rows, dict(hparams, resample=True, downmix=False))[0]
+
+
+def test_crop_generator_is_deterministic():
+    a = torch.rand(3, generator=crop_generator(1986, 2, "utt1"))
+    b = torch.rand(3, generator=crop_generator(1986, 2, "utt1"))
+    assert torch.equal(a, b)
+
+
+def test_view_generator_is_per_view():
+    a = torch.rand(2, generator=view_generator(1986, 3, "utt1"))
+    b = torch.rand(2, generator=view_generator(1986, 3, "utt1"))
+    c = torch.rand(2, generator=view_generator(1986, 4, "utt1"))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_resolve_path():
+    assert resolve_path("/data", "a/b.wav") == "/data/a/b.wav"
+    assert resolve_path("/data", "/x.wav") == "/x.wav"
+
+
+def test_trial_id_drops_audio_extensions_only():
+    assert trial_id("id10270/x6uYqmx31kE/00001.wav") == (
+        "id10270/x6uYqmx31kE/00001"
+    )
+    assert trial_id("spk1/utt.2") == "spk1/utt.2"
+
+
+def test_missing_trial_ids():
+    trials = [(1, "a", "b"), (0, "c", "a")]
+    assert missing_trial_ids(trials, {"a": 0, "b": 1}) == ["c"]

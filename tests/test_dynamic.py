@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from speechbrain_kd.lobes.dynamic import (
     DynamicECAPA,
     ecapa_macs,
+    kept_count,
     width_gate,
     width_mask,
 )
@@ -537,3 +538,8 @@ def test_dynamic_student_end_to_end(tiny_data, tmp_path):
     # the pruned folder records its own decision thresholds
     thresholds = pruned.hparams.verification_thresholds
     assert thresholds["trial_list"] and "eer" in thresholds
+
+
+def test_kept_count_is_ceil():
+    assert kept_count(torch.tensor(2.25)) == 3
+    assert kept_count(torch.tensor(3.0)) == 3

@@ -10,7 +10,7 @@ import torch
 from conftest import publish_tiny_ecapa
 
 from speechbrain_kd.data import write_csv
-from speechbrain_kd.fileio import atomic_write_text
+from speechbrain_kd.fileio import atomic_write_text, default_mode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,3 +71,8 @@ def test_synthetic_audio_is_readable_by_all(tmp_path, umask):
     path = tmp_path / "spk" / "u.flac"
     assert _write_flac(str(path), numpy.zeros(160)) == 160
     assert mode(path) == 0o644
+
+
+def test_default_mode_follows_the_umask(umask):
+    umask(0o022)
+    assert (default_mode(), default_mode(folder=True)) == (0o644, 0o755)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from speechbrain.lobes.features import Fbank
 
-from speechbrain_kd.lobes.fbank import MatmulFbank, mel_matrix
+from speechbrain_kd.lobes.fbank import MatmulFbank, mel_matrix, split_size
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,3 +125,9 @@ def test_other_errors():
     sb.compute_STFT.window = torch.hann_window(400)
     with pytest.raises(ValueError, match="Hamming"):
         MatmulFbank.from_fbank(sb)
+
+
+def test_split_size():
+    assert split_size(400) == (20, 20)
+    assert split_size(512) == (16, 32)
+    assert split_size(13) == (1, 13)

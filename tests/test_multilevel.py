@@ -11,7 +11,12 @@ import ruamel.yaml
 import torch
 from conftest import RECIPE, TINY_RUN, run_recipe
 
-from speechbrain_kd.frames import frame_mask, masked_mean_std
+from speechbrain_kd.frames import (
+    counts_mask,
+    frame_mask,
+    masked_mean_std,
+    zero_padding,
+)
 from speechbrain_kd.lobes.aggregation import (
     LDEAggregator,
     LDEPooling,
@@ -115,6 +120,17 @@ def test_frame_mask_convention():
     mask = frame_mask(torch.tensor([1.0, 0.55, 0.01]), 10)
     assert mask.sum(1).tolist() == [10, 6, 1]
     assert mask[1, :6].all() and not mask[1, 6:].any()
+    mask = frame_mask(torch.tensor([1.0, 0.5]), 4)
+    assert mask.tolist() == [[True] * 4, [True, True, False, False]]
+
+
+def test_counts_mask_and_zero_padding():
+    mask = counts_mask(torch.tensor([3, 1]), 3)
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    x = torch.tensor([[1.0, float("nan")]])
+    want = torch.tensor([[1.0, 0.0]])
+    assert torch.equal(zero_padding(x, torch.tensor([[1.0, 0.0]])), want)
+    assert torch.equal(zero_padding(x, torch.tensor([[True, False]])), want)
 
 
 def test_masked_mean_std_matches_torch_on_valid_frames():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from speechbrain_kd.objectives.dkd import dkd_loss, masked_kl, mass_kl
 from speechbrain_kd.objectives.kd import kd_loss
-from speechbrain_kd.objectives.partition import top_mass_set
+from speechbrain_kd.objectives.partition import top_class_mask, top_mass_set
 from speechbrain_kd.objectives.trkd import (
     TRKDLoss,
     confusion_mask,
@@ -99,6 +99,10 @@ def test_confusion_set_hand_example():
     assert confusion_mask(t, y, 0.85).int().tolist() == [[0, 1, 1, 1, 0]]
     assert confusion_mask(t, y, 0.95).int().tolist() == [[0, 1, 1, 1, 1]]
     assert confusion_mask(t, y, 1e-6).int().tolist() == [[0, 1, 0, 0, 0]]
+    # at T = 4 the non-targets renormalised are 0.33, 0.25, 0.22, 0.20
+    assert confusion_mask(t, y, 0.6).int().tolist() == [[0, 1, 0, 0, 0]]
+    got = confusion_mask(t, y, 0.6, T=4.0).int().tolist()
+    assert got == [[0, 1, 1, 1, 0]]
     # Target in the middle of the ranking: it is never in the set
     y2 = torch.tensor([2])
     assert confusion_mask(t, y2, 0.99).int().tolist() == [[1, 1, 0, 1, 1]]
@@ -286,6 +290,10 @@ def test_gkd_primary_group_hand_example():
     assert primary_mask(t, 0.95).int().tolist() == [[1, 0, 1, 1, 1]]
     assert primary_mask(t, 0.1).int().tolist() == [[0, 0, 1, 0, 0]]
     assert primary_mask(t, 1.0).all()
+    # a cutoff the float32 sum 0.5 + 0.3 lands on counts as reached
+    t2 = torch.log(torch.tensor([[0.1, 0.5, 0.3, 0.06, 0.04]]))
+    assert primary_mask(t2, 0.8).int().tolist() == [[0, 1, 1, 0, 0]]
+    assert primary_mask(t2, 0.81).int().tolist() == [[1, 1, 1, 0, 0]]
 
 
 def test_gkd_hand_value():
@@ -313,6 +321,7 @@ def test_gkd_threshold_one_equals_kd(seed):
     s, t = torch.randn(8, 30, generator=g), torch.randn(8, 30, generator=g)
     full = gkd_loss(s, t, threshold=1.0, lambda_primary=1.0, T=2.0)
     assert torch.allclose(full, kd_loss(s, t, T=2.0), atol=1e-6)
+    assert float(gkd_loss(s, t, threshold=0.5)) >= 0
 
 
 def test_gkd_drops_the_tail():
@@ -410,3 +419,8 @@ def test_gkd_and_trkd_share_the_cut():
     for cutoff in (0.05, 0.5, 0.9):
         primary = primary_mask(t, cutoff, T=4.0)
         torch.testing.assert_close(primary, top_mass_set(t, cutoff, T=4.0))
+
+
+def test_top_class_mask():
+    got = top_class_mask(torch.tensor([[0.2, 0.5, 0.3]])).int().tolist()
+    assert got == [[0, 1, 0]]

@@ -67,3 +67,16 @@ def test_private_names_are_used_only_in_sb_private():
     ):
         found = str(inspect.signature(getattr(cls, name)))
         assert found == expected[f"{base}.{name}"], (cls, name)
+
+
+def test_save_embedding_norm_writes_a_checkpoint(tmp_path):
+    import torch
+
+    from speechbrain_kd.sb_private.normalization import (
+        fit_embedding_norm,
+        save_embedding_norm,
+    )
+
+    path = tmp_path / "norm.ckpt"
+    save_embedding_norm(fit_embedding_norm(torch.ones(3, 2)), str(path))
+    assert path.is_file()

@@ -470,3 +470,8 @@ def test_cached_mode_refuses_what_it_cannot_replay(change, message):
     hparams.update(change)
     with pytest.raises(ValueError, match=message):
         cache_settings(hparams)
+
+
+def test_tail_bound_hand_value():
+    # T^2 m (log n + R) = 16 * 0.01 * (log 100 + 2)
+    assert tail_bound(0.01, 100, 2.0, 4.0) == pytest.approx(1.0568, abs=5e-5)

@@ -155,6 +155,13 @@ def test_separated_scores_cost_almost_nothing():
     assert (calibrated_llr(neg, c["a"], c["b"]) < 0).all()
 
 
+def test_min_cllr_and_calibrated_llr_hand_values():
+    assert min_cllr([0.9, 0.8], [0.1, 0.2]) == 0.0  # separated
+    assert min_cllr([0.5, 0.5], [0.5, 0.5]) == 1.0  # uninformative
+    llr = calibrated_llr([0.2, 0.7], a=10.0, b=-4.0)
+    assert llr.dtype == np.float64 and llr.tolist() == [-2.0, 3.0]
+
+
 def test_uninformative_scores_cost_one_bit():
     rng = np.random.default_rng(1)
     pos, neg = rng.normal(0, 1, 2000), rng.normal(0, 1, 2000)

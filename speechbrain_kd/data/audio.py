@@ -101,18 +101,10 @@ def check_resampling(path, rate, target):
 def segment_bounds(path, info, start=0, stop=None):
     """``(start, end)`` of the segment ``[start, stop)`` of an audio file.
 
-    ``stop`` None (or ``<= start``) means the end of the file; a segment
-    that is empty or does not lie inside the file is a ``ValueError``
-    naming the file.
-
-    Arguments
-    ---------
-    path : str
-        The file (named in the error).
-    info : soundfile._SoundFileInfo
-        Its ``audio_info``.
-    start, stop : int
-        Segment in samples of the file's rate, ``stop`` exclusive.
+    ``start`` and ``stop`` are in samples of the file's rate (``info``: its
+    ``audio_info``); ``stop`` None or ``<= start`` is the end of the file.
+    Raises ``ValueError``, naming ``path``, if the segment is empty or not
+    inside the file.
 
     Example
     -------

@@ -20,14 +20,6 @@ def crop_generator(seed, epoch, key):
 
     The same in every process and every run: the random crops of an
     example depend only on the seed, the epoch and the example's ID.
-
-    Example
-    -------
-    >>> import torch
-    >>> a = torch.rand(3, generator=crop_generator(1986, 2, "utt1"))
-    >>> b = torch.rand(3, generator=crop_generator(1986, 2, "utt1"))
-    >>> bool((a == b).all())
-    True
     """
     text = f"{seed}:{epoch}:{key}".encode()
     digest = hashlib.blake2b(text, digest_size=8).digest()
@@ -55,35 +47,18 @@ def random_crop(sig, num_samples, generator=None):
 def crop_segment(start, stop, num_samples, generator=None):
     """Bounds of a random crop of ``num_samples`` of ``[start, stop)``.
 
-    The offset is drawn exactly as ``random_crop`` draws it (one
-    ``torch.randint`` call, and none for a segment no longer than the
-    crop, which is kept whole), so that reading only ``[crop_start,
-    crop_stop)`` of a file gives the samples that ``random_crop`` of the
-    whole loaded segment gives with the same generator state.
-
-    Arguments
-    ---------
-    start, stop : int
-        The segment, ``stop`` exclusive (``stop > start``).
-    num_samples : int
-        Length of the crop.
-    generator : torch.Generator, optional
-        Source of the offset (``crop_generator``).
-
-    Returns
-    -------
-    tuple of int
-        ``(crop_start, crop_stop)``, inside ``[start, stop)``.
+    Returns ``(crop_start, crop_stop)``. The offset is one ``torch.randint``
+    draw from ``generator``, as in ``random_crop`` (none when the segment is
+    no longer than the crop: it is kept whole), so these bounds select the
+    samples ``random_crop`` of ``[start, stop)`` gives at the same state.
 
     Example
     -------
     >>> sig = torch.arange(100.0)
     >>> a, b = crop_segment(10, 90, 30, torch.Generator().manual_seed(0))
-    >>> b - a
-    30
-    >>> old = random_crop(sig[10:90], 30, torch.Generator().manual_seed(0))
-    >>> bool((sig[a:b] == old).all())
-    True
+    >>> ref = random_crop(sig[10:90], 30, torch.Generator().manual_seed(0))
+    >>> b - a, bool((sig[a:b] == ref).all())
+    (30, True)
     >>> crop_segment(10, 30, 30)
     (10, 30)
     """
@@ -110,40 +85,22 @@ def load_random_crop(
     """``random_crop(load_audio(path, start, stop), num_samples)``, reading
     only the crop.
 
-    At the file's own rate only ``crop_segment``'s bounds are read and
-    decoded (a 3-s crop of a 60-s file reads 3 s), and the result is the
-    same tensor, bit for bit, as loading the whole segment and cropping
-    it with the same generator. A file at another rate (``resample``) is
-    loaded whole, resampled and cropped at ``sample_rate``, as before.
-
-    Arguments
-    ---------
-    path : str
-        Audio file.
-    start, stop : int
-        Segment in samples of the file's rate, ``stop`` exclusive; ``stop``
-        None (or ``<= start``) is the end of the file.
-    num_samples : int
-        Length of the crop at ``sample_rate`` (a shorter segment is whole).
-    generator : torch.Generator, optional
-        Source of the offset (``crop_generator``).
-    sample_rate, resample, downmix
-        As ``load_audio``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[min(num_samples, segment length)]`` float32.
+    At the file's own rate only ``crop_segment``'s bounds are decoded, and
+    the result is bit for bit the cropped whole segment (same generator). A
+    file at another rate (``resample``) is loaded whole, resampled and
+    cropped at ``sample_rate``. ``start``/``stop`` are in samples of the
+    file's rate, ``num_samples`` at ``sample_rate``; ``sample_rate``,
+    ``resample`` and ``downmix`` are as in ``load_audio``. Returns
+    ``[min(num_samples, segment length)]`` float32.
 
     Example
     -------
     >>> import os, numpy, soundfile
     >>> path = os.path.join(getfixture("tmpdir"), "c.wav")
     >>> soundfile.write(path, numpy.linspace(-1, 1, 16000), 16000)
-    >>> g = crop_generator(0, 1, "c")
-    >>> crop = load_random_crop(path, 0, 16000, 4000, g)
-    >>> old = random_crop(load_audio(path), 4000, crop_generator(0, 1, "c"))
-    >>> crop.shape, bool((crop == old).all())
+    >>> crop = load_random_crop(path, 0, 16000, 4000, crop_generator(0, 1, "c"))
+    >>> ref = random_crop(load_audio(path), 4000, crop_generator(0, 1, "c"))
+    >>> crop.shape, bool((crop == ref).all())
     (torch.Size([4000]), True)
     """
     path = str(path)

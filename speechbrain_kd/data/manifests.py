@@ -20,11 +20,6 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
 def resolve_path(data_folder, wav):
     """The audio path of a manifest's ``wav``: absolute, or under
     ``data_folder``.
-
-    Example
-    -------
-    >>> resolve_path("/data", "a/b.wav"), resolve_path("/data", "/x.wav")
-    ('/data/a/b.wav', '/x.wav')
     """
     return wav if os.path.isabs(wav) else os.path.join(data_folder, wav)
 

@@ -97,14 +97,8 @@ def write_trials(trials, path):
 
 
 def trial_id(entry):
-    """Maps a trial-list entry to a manifest ID (drops an audio extension).
-
-    Example
-    -------
-    >>> trial_id("id10270/x6uYqmx31kE/00001.wav")
-    'id10270/x6uYqmx31kE/00001'
-    >>> trial_id("spk1/utt.2")
-    'spk1/utt.2'
+    """Maps a trial-list entry to a manifest ID: drops an extension of
+    ``AUDIO_EXTENSIONS`` (any case), keeps any other.
     """
     root, ext = os.path.splitext(entry)
     return root if ext.lower() in AUDIO_EXTENSIONS else entry
@@ -143,28 +137,8 @@ def read_trials(path):
 
 
 def missing_trial_ids(trials, ids):
-    """The entries of a trial list (enrol or test side) not in ``ids``.
-
-    The one check that a trial list matches what it is scored against: the
-    IDs of the test manifest (``check_trials``) or the embedded utterances
-    (``speechbrain_kd.scoring.trial_indices``).
-
-    Arguments
-    ---------
-    trials : list of tuple
-        ``(label, enrol_id, test_id)`` as ``read_trials`` returns them.
-    ids : container of str
-        The known IDs (a set, or a dict keyed by ID).
-
-    Returns
-    -------
-    list of str
-        The unknown entries, sorted, each once.
-
-    Example
-    -------
-    >>> missing_trial_ids([(1, "a", "b"), (0, "c", "a")], {"a": 0, "b": 1})
-    ['c']
+    """The enrol and test IDs of ``trials`` (``read_trials`` tuples) not in
+    ``ids`` (a set, or a dict keyed by ID), sorted, each once.
     """
     return sorted({i for _, e, t in trials for i in (e, t) if i not in ids})
 

@@ -35,16 +35,7 @@ def views_seed(hparams):
 
 
 def view_generator(seed, view, key):
-    """The ``torch.Generator`` of view ``view`` of segment ``key``.
-
-    Example
-    -------
-    >>> a = torch.rand(2, generator=view_generator(1986, 3, "utt1"))
-    >>> b = torch.rand(2, generator=view_generator(1986, 3, "utt1"))
-    >>> c = torch.rand(2, generator=view_generator(1986, 4, "utt1"))
-    >>> bool((a == b).all()), bool((a == c).all())
-    (True, False)
-    """
+    """The ``torch.Generator`` of view ``view`` of segment ``key``."""
     return crop_generator(seed, f"view{int(view)}", key)
 
 
@@ -102,23 +93,10 @@ def load_view_crop(
 
 
 def epoch_view(seed, epoch, key, views):
-    """The view of segment ``key`` that epoch ``epoch`` trains on.
+    """The view, in ``[0, views)``, of segment ``key`` at epoch ``epoch``.
 
-    Arguments
-    ---------
-    seed : int
-        The run's seed.
-    epoch : int
-        The training epoch.
-    key : str
-        The segment ID.
-    views : int
-        Number of views per segment (>= 1).
-
-    Returns
-    -------
-    int
-        In ``[0, views)``.
+    Drawn from ``crop_generator(seed, f"pick{epoch}", key)``; raises
+    ``ValueError`` if ``views < 1``.
 
     Example
     -------

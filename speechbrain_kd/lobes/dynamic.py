@@ -316,10 +316,8 @@ class DynamicECAPA(ECAPA_TDNN):
         return ecapa_macs(frames=self.frames, **arch)
 
     def flops_ratio(self):
-        """FLOPs at the current (continuous) widths / full FLOPs (tensor).
-
-        Differentiable with respect to the widths: the input of the
-        complexity loss.
+        """FLOPs at the current (continuous) widths / full FLOPs (tensor),
+        differentiable in the widths: the input of the complexity loss.
         """
         return self.macs(self.continuous_widths()) / self.macs()
 

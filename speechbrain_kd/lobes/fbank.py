@@ -82,13 +82,8 @@ def mel_matrix(n_mels, n_fft, sample_rate, f_min, f_max):
 
 
 def split_size(n_fft):
-    """``(p, q)``, ``p * q == n_fft``, ``p`` the divisor closest to (at
-    most) ``sqrt(n_fft)``: the two DFT sizes of ``MatmulFbank``.
-
-    Example
-    -------
-    >>> split_size(400), split_size(512), split_size(13)
-    ((20, 20), (16, 32), (1, 13))
+    """``(p, q)``, ``p * q == n_fft``, ``p`` the largest divisor of ``n_fft``
+    at most ``sqrt(n_fft)``: the two DFT sizes of ``MatmulFbank``.
     """
     p = max(d for d in range(1, math.isqrt(n_fft) + 1) if n_fft % d == 0)
     return p, n_fft // p

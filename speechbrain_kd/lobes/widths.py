@@ -20,28 +20,20 @@ import torch
 
 
 def width_mask(k, size):
-    """Multiplicative mask of a layer of ``size`` features at width ``k``.
-
-    Arguments
-    ---------
-    k : torch.Tensor
-        Scalar continuous width in ``[0, size]``.
-    size : int
-        Number of features of the layer.
+    """Multiplicative mask of a layer of ``size`` features at width ``k``, a
+    scalar tensor in ``[0, size]``.
 
     Returns
     -------
     mask : torch.Tensor
-        ``[size]``: 1 below ``floor(k)``, ``k - floor(k)`` at ``floor(k)``,
-        0 above; differentiable with respect to ``k``.
+        ``[size]``: 1 below ``floor(k)``, ``frac`` at ``floor(k)``, 0 above.
     boundary : torch.Tensor
         ``[size]`` bool, True at ``floor(k)`` (all False when ``k = size``).
     frac : torch.Tensor
-        ``k - floor(k)``, differentiable.
+        ``k - floor(k)``, differentiable with respect to ``k``.
 
     Example
     -------
-    >>> import torch
     >>> mask, boundary, frac = width_mask(torch.tensor(2.25), 4)
     >>> mask.tolist(), boundary.tolist()
     ([1.0, 1.0, 0.25, 0.0], [False, False, True, False])
@@ -55,16 +47,8 @@ def width_mask(k, size):
 
 
 def kept_count(k):
-    """Number of features a width ``k`` keeps, ``ceil(k)``, as ``int``.
-
-    Computed from the same tensor as ``width_mask``: the boundary feature
-    is kept iff its factor ``k - floor(k)`` is not zero.
-
-    Example
-    -------
-    >>> import torch
-    >>> kept_count(torch.tensor(2.25)), kept_count(torch.tensor(3.0))
-    (3, 3)
+    """Number of features a width ``k`` keeps, ``ceil(k)``, as ``int``: the
+    boundary feature counts iff its factor ``k - floor(k)`` is not zero.
     """
     floor = torch.floor(k.detach())
     return int(floor) + int(bool(k.detach() > floor))

@@ -17,17 +17,8 @@ from speechbrain_kd.objectives.kd import check_logits
 def mass_kl(teacher_masses, student_masses, eps=1e-12):
     """KL(teacher || student) between mass vectors along the last dimension.
 
-    Masses of zero in the teacher contribute zero (0 log 0 = 0).
-
-    Arguments
-    ---------
-    teacher_masses, student_masses : torch.Tensor
-        ``[batch, groups]``, each row summing to one.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[batch]`` divergences.
+    ``[batch, groups]`` rows summing to one give ``[batch]`` divergences;
+    teacher masses of zero contribute zero (0 log 0 = 0).
 
     Example
     -------
@@ -49,8 +40,7 @@ def masked_kl(student_logits, teacher_logits, mask):
     student_logits, teacher_logits : torch.Tensor
         ``[batch, classes]`` logits (already divided by the temperature).
     mask : torch.Tensor
-        ``[batch, classes]`` bool, True for the classes kept; at least one
-        True per row.
+        ``[batch, classes]`` bool, True on the classes kept (>= 1 per row).
 
     Returns
     -------

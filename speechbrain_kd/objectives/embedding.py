@@ -96,27 +96,10 @@ def cosine_distance(student, teacher, eps=1e-8):
 def concat_normalized(parts):
     """Concatenation of L2-normalised embeddings, with unit norm overall.
 
-    Each part weighs the same in the cosine to the concatenation, whatever
-    its dimension or scale (a 1500-channel statistic does not drown a 512-d
-    x-vector).
-
-    Arguments
-    ---------
-    parts : list of torch.Tensor
-        ``[batch, dim_i]`` embeddings.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[batch, sum(dim_i)]``.
-
-    Example
-    -------
-    >>> import torch
-    >>> out = concat_normalized([torch.tensor([[3.0, 4.0]]),
-    ...                          torch.tensor([[10.0]])])
-    >>> out * math.sqrt(2)
-    tensor([[0.6000, 0.8000, 1.0000]])
+    Each ``[batch, dim_i]`` part is normalised and scaled by
+    ``1 / sqrt(len(parts))``, so it weighs the same in the cosine to the
+    ``[batch, sum(dim_i)]`` result whatever its dimension or scale. Raises
+    ``ValueError`` for an empty ``parts``.
     """
     if not parts:
         raise ValueError("concat_normalized needs at least one embedding")

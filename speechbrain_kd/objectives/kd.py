@@ -52,19 +52,8 @@ def check_logits(student, teacher, targets=None, T=1.0):
 def kd_loss(student_logits, teacher_logits, T=4.0):
     """T^2 * KL(softmax(teacher / T) || softmax(student / T)), batch mean.
 
-    Arguments
-    ---------
-    student_logits : torch.Tensor
-        Student logits, ``[batch, classes]``.
-    teacher_logits : torch.Tensor
-        Teacher logits, ``[batch, classes]`` (no gradient flows to them).
-    T : float
-        Softmax temperature.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar loss.
+    Of ``[batch, classes]`` logits, in float32, as a scalar; no gradient
+    flows to the teacher. Raises ``ValueError`` as ``check_logits``.
 
     Example
     -------

@@ -19,18 +19,14 @@ SLACK = 1e-6
 def top_mass_mask(probs, cutoff):
     """The top classes holding ``cutoff`` of the mass, as a bool mask.
 
-    Classes are ranked by ``probs`` (descending, ties in index order); a
-    class is kept iff the mass of the classes ranked above it is below
-    ``cutoff`` (less ``SLACK``): the smallest prefix whose cumulative mass
-    reaches the cutoff.
+    Classes ranked by ``probs`` (descending, ties in index order) are kept
+    while the mass ranked above them is below ``cutoff - SLACK``.
 
     Example
     -------
     >>> p = torch.tensor([[0.1, 0.5, 0.3, 0.1]])
-    >>> top_mass_mask(p, 0.7).int().tolist()
-    [[0, 1, 1, 0]]
-    >>> top_mass_mask(p, 0.8).int().tolist()
-    [[0, 1, 1, 0]]
+    >>> [top_mass_mask(p, c).int().tolist() for c in (0.7, 0.8)]
+    [[[0, 1, 1, 0]], [[0, 1, 1, 0]]]
     """
     p_sorted, order = torch.sort(probs, dim=-1, descending=True, stable=True)
     mass_before = torch.cumsum(p_sorted, -1) - p_sorted
@@ -39,13 +35,7 @@ def top_mass_mask(probs, cutoff):
 
 
 def top_class_mask(probs):
-    """Bool mask of the most probable class of each row (first on ties).
-
-    Example
-    -------
-    >>> top_class_mask(torch.tensor([[0.2, 0.5, 0.3]])).int().tolist()
-    [[0, 1, 0]]
-    """
+    """Bool mask of the most probable class of each row (first on ties)."""
     top = probs.argmax(-1, keepdim=True)
     return torch.zeros_like(probs, dtype=torch.bool).scatter(-1, top, True)
 

@@ -33,6 +33,9 @@ CUTS = ("mass", "size")
 def confusion_mask(teacher_logits, targets, tau, T=1.0, cut="mass"):
     """The confusion set F of each example, as a ``[batch, classes]`` mask.
 
+    Never the target, at least one class per row. Raises ``ValueError``
+    unless ``tau`` is in (0, 1] and ``cut`` in ``CUTS``.
+
     Arguments
     ---------
     teacher_logits : torch.Tensor
@@ -40,34 +43,19 @@ def confusion_mask(teacher_logits, targets, tau, T=1.0, cut="mass"):
     targets : torch.Tensor
         ``[batch]`` class indices.
     tau : float or torch.Tensor
-        Cumulative-probability cutoff in (0, 1]; ``tau >= 1`` keeps every
-        non-target class.
+        Cumulative-probability cutoff in (0, 1]; 1 keeps every non-target.
     T : float
-        Temperature of the teacher posterior that ranks and cuts the
-        non-target classes (``trkd_loss`` passes its ``partition_T``).
+        Temperature of the teacher posterior that ranks and cuts F.
     cut : str
-        ``mass`` (the paper's): tau is the cumulative probability of F;
-        ``size``: F is the ``ceil(tau * (classes - 1))`` most probable
-        non-target classes, whatever their mass.
-
-    Returns
-    -------
-    torch.Tensor
-        Bool mask, True for the classes in F (never the target; at least
-        one class per row).
+        ``mass``: the fewest top non-targets holding ``tau`` of their mass;
+        ``size``: the ``ceil(tau * (classes - 1))`` top non-targets.
 
     Example
     -------
     >>> t = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]]))
-    >>> confusion_mask(t, torch.tensor([0]), 0.7).int().tolist()
-    [[0, 1, 1, 0, 0]]
-    >>> confusion_mask(t, torch.tensor([0]), 0.6).int().tolist()
-    [[0, 1, 0, 0, 0]]
-    >>> # at T = 4 the non-targets are 0.33, 0.25, 0.22, 0.20 (renormalised)
-    >>> confusion_mask(t, torch.tensor([0]), 0.6, T=4.0).int().tolist()
-    [[0, 1, 1, 1, 0]]
-    >>> confusion_mask(t, torch.tensor([0]), 0.75, cut="size").int().tolist()
-    [[0, 1, 1, 1, 0]]
+    >>> y = torch.tensor([0])
+    >>> [confusion_mask(t, y, 0.6, T=T).int().tolist() for T in (1.0, 4.0)]
+    [[[0, 1, 0, 0, 0]], [[0, 1, 1, 1, 0]]]
     """
     tau = float(tau)
     if not 0.0 < tau <= 1.0:
@@ -148,30 +136,20 @@ def trkd_loss(
 
     Arguments
     ---------
-    student_logits : torch.Tensor
-        Student logits, ``[batch, classes]``.
-    teacher_logits : torch.Tensor
-        Teacher logits, ``[batch, classes]`` (no gradient flows to them).
+    student_logits, teacher_logits : torch.Tensor
+        ``[batch, classes]`` logits; no gradient flows to the teacher.
     targets : torch.Tensor
-        Class indices, ``[batch]``.
+        ``[batch]`` class indices.
     tau : float or torch.Tensor
         Cumulative-probability cutoff of the confusion set, in (0, 1].
-    lambda_mass : float
-        Weight of the [target, confusion, background] mass term.
-    lambda_conf : float
-        Weight of the within-confusion-set term.
+    lambda_mass, lambda_conf : float
+        Weights of the three-mass term and the within-confusion-set KL.
     T : float
         Softmax temperature.
     partition_T : float, optional
-        Temperature of the teacher posterior the confusion set is cut on;
-        None (default): ``T``; ``1.0`` cuts on the peaked posterior.
+        Temperature the confusion set is cut at (None: ``T``).
     cut : str
-        ``mass`` (default, the paper's) or ``size`` (``confusion_mask``).
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar loss.
+        ``mass`` (default) or ``size`` (``confusion_mask``).
 
     Example
     -------

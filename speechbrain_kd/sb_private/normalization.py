@@ -36,14 +36,5 @@ def fit_embedding_norm(embeddings=None):
 
 
 def save_embedding_norm(norm, path):
-    """Writes ``norm`` as ``EncoderClassifier`` loads it (its ``_save``).
-
-    Example
-    -------
-    >>> import torch, os
-    >>> path = os.path.join(getfixture("tmpdir"), "norm.ckpt")
-    >>> save_embedding_norm(fit_embedding_norm(torch.ones(3, 2)), path)
-    >>> os.path.isfile(path)
-    True
-    """
+    """Writes ``norm`` as ``EncoderClassifier`` loads it (its ``_save``)."""
     norm._save(path)

@@ -12,6 +12,9 @@ not how likely it is. Two things make it usable for a decision:
   in the BOSARIS toolkit) and judged by ``cllr`` (bits; 0 perfect, 1 the
   cost of always answering "don't know") against ``min_cllr``, the Cllr
   of the best monotonic map of the same scores (pool-adjacent-violators).
+  At a prior P of "same speaker", the posterior is
+  ``sigmoid(llr + log(P / (1 - P)))`` and the Bayes decision (equal costs)
+  accepts when ``llr > -log(P / (1 - P))`` (``calibrated_llr``).
 
 ``speechbrain_kd.card_thresholds`` writes both into a published folder
 (``speechbrain_kd.export.export_pretrained(thresholds=...,
@@ -173,18 +176,8 @@ def pav_llrs(positive_scores, negative_scores):
 
 
 def min_cllr(positive_scores, negative_scores):
-    """Cllr (bits) of the best monotonic calibration of the scores.
-
-    The part of Cllr no calibration can remove (the scores' discrimination):
-    ``cllr(*pav_llrs(...))``. Every monotonic calibration, linear ones
-    included, has a Cllr at least this.
-
-    Example
-    -------
-    >>> min_cllr([0.9, 0.8], [0.1, 0.2])  # separated: nothing left
-    0.0
-    >>> min_cllr([0.5, 0.5], [0.5, 0.5])  # uninformative
-    1.0
+    """Cllr (bits) of the best monotonic calibration of the scores (PAV): no
+    monotonic calibration, linear ones included, has a lower Cllr.
     """
     return cllr(*pav_llrs(positive_scores, negative_scores))
 
@@ -299,15 +292,5 @@ def linear_calibration(positive_scores, negative_scores, prior=0.5):
 
 
 def calibrated_llr(scores, a, b):
-    """``a * scores + b``: natural-log LLRs of calibrated scores.
-
-    The posterior of "same speaker" at a prior P is
-    ``sigmoid(llr + log(P / (1 - P)))``; the Bayes decision at P (equal
-    costs) accepts when ``llr > -log(P / (1 - P))``.
-
-    Example
-    -------
-    >>> calibrated_llr([0.2, 0.7], a=10.0, b=-4.0).tolist()
-    [-2.0, 3.0]
-    """
+    """``a * scores + b`` (float64): natural-log LLRs of calibrated scores."""
     return float(a) * np.asarray(scores, dtype=np.float64) + float(b)

@@ -117,22 +117,9 @@ def det_points(positive_scores, negative_scores, num=None):
 def compute_eer(positive_scores, negative_scores):
     """Equal error rate and its threshold, as ``speechbrain``'s ``EER``.
 
-    At the threshold where miss and false-alarm rates are closest (the
-    lowest such threshold), returns their mean.
-
-    Arguments
-    ---------
-    positive_scores : torch.Tensor or array
-        1-D scores of target trials.
-    negative_scores : torch.Tensor or array
-        1-D scores of non-target trials.
-
-    Returns
-    -------
-    eer : float
-        Equal error rate, in [0, 1].
-    threshold : float
-        The threshold where it is reached.
+    Returns ``(eer, threshold)``: at the lowest threshold where the miss and
+    false-alarm rates of ``error_rates`` are closest, eer is their mean, in
+    [0, 1]. Raises ``ValueError`` for empty or non-finite scores.
 
     Example
     -------
@@ -153,28 +140,9 @@ def compute_min_dcf(
 ):
     """Minimum (unnormalised) detection cost, as ``speechbrain``'s ``minDCF``.
 
-    ``C_det = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)``,
-    minimised over the candidate thresholds.
-
-    Arguments
-    ---------
-    positive_scores : torch.Tensor or array
-        1-D scores of target trials.
-    negative_scores : torch.Tensor or array
-        1-D scores of non-target trials.
-    p_target : float
-        Prior probability of a target trial.
-    c_miss : float
-        Cost of a miss.
-    c_fa : float
-        Cost of a false alarm.
-
-    Returns
-    -------
-    min_dcf : float
-        The minimum cost.
-    threshold : float
-        The threshold where it is reached.
+    Returns ``(min C_det, threshold)`` over the ``error_rates`` thresholds,
+    ``C_det = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)``;
+    raises ``ValueError`` for empty or non-finite scores.
 
     Example
     -------
@@ -222,19 +190,16 @@ def threshold_at_far(positive_scores, negative_scores, far):
     """The smallest threshold whose false-accept rate is at most ``far``.
 
     With acceptance at ``score > threshold``, it is the (k+1)-th highest
-    non-target score, k = floor(far x non-target trials): every non-target
-    score above it is a false accept (at most k of them), and any lower
-    threshold accepts more than k. It is the threshold of lowest
-    false-reject rate among those meeting the target. With fewer than
-    1 / far non-target trials, it is the highest non-target score (FAR 0).
-    One sort: O(N log N).
+    non-target score, k = floor(far x non-target trials): the threshold of
+    lowest false-reject rate meeting the target. With fewer than 1 / far
+    non-target trials, it is the highest non-target score (FAR 0).
 
     Arguments
     ---------
     positive_scores, negative_scores : torch.Tensor or array
         1-D scores of the target and the non-target trials.
     far : float
-        Target false-accept rate, in (0, 1).
+        Target false-accept rate, in (0, 1) (else ``ValueError``).
 
     Returns
     -------

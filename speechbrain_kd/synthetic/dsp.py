@@ -62,24 +62,12 @@ def resample(x, orig_sr, new_sr, taper=0.1):
 
 
 def make_eq(rng, num_taps=33, max_db=6.0):
-    """Draws a smooth random equaliser as a linear-phase FIR filter.
+    """Draws a smooth random equaliser: the ``num_taps`` (odd) taps of a
+    linear-phase FIR filter.
 
     The gain curve (in dB, over 0-8 kHz) is a random tilt plus three random
-    cosine ripples, at most about ``max_db`` away from flat.
-
-    Arguments
-    ---------
-    rng : numpy.random.Generator
-        Source of randomness.
-    num_taps : int
-        Odd filter length.
-    max_db : float
-        Scale of the gain curve, in dB.
-
-    Returns
-    -------
-    numpy.ndarray
-        The FIR taps.
+    cosine ripples drawn from ``rng`` (a ``numpy.random.Generator``), at
+    most about ``max_db`` away from flat.
 
     Example
     -------

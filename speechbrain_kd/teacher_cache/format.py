@@ -60,18 +60,10 @@ def teacher_digest(source):
 
 
 def tail_bound(tail_mass, num_tail, student_log_probs_range, T):
-    """Bound on |KD(cached) - KD(exact)| from a flattened tail.
-
-    With the tail's probability m exact and spread evenly over its n
-    classes, KL(teacher || student) * T^2 moves by at most
-    ``T^2 * m * (log n + R)``, R the range of the student's
-    log-probabilities (at T) over the tail classes: the entropy of the
-    tail changes by at most m log n, the cross-entropy by at most m R.
-
-    Example
-    -------
-    >>> round(tail_bound(0.01, 100, 2.0, 4.0), 4)
-    1.0568
+    """Bound ``T^2 * m * (log n + R)`` on |KD(cached) - KD(exact)| when a tail
+    of mass m (``tail_mass``) is spread evenly over its n classes; R: the
+    range of the student's log-probabilities at T over the tail. (The tail's
+    entropy moves by at most m log n, the cross-entropy by at most m R.)
     """
     entropy = math.log(max(num_tail, 1))
     return T**2 * tail_mass * (entropy + student_log_probs_range)
