@@ -17,9 +17,19 @@ In ECAPA-TDNN that holds for:
   ``[batch, channels, frames]`` tensor to the ``[batch, channels]``
   statistics, and ``a``, ``b`` go into the attention convolution.
 
+Inside each ``SERes2NetBlock`` the BatchNorms of ``tdnn1`` and of the
+Res2Net blocks go too, when their scales ``a`` are positive (always so
+in the trained models of this project) and the activation is a ReLU:
+``a * relu(z) + b = relu(a * z) + b``, so ``a`` goes into the block's own
+convolution; every reader of the shift ``b`` is then a convolution (the
+next Res2Net block, also through the sums ``x_i + y_{i-1}``, and
+``tdnn2`` through the concatenation), whose reflect padding keeps a
+constant constant, so ``b`` becomes the bias ``sum_k W_k @ b`` of that
+convolution. A block where this does not hold is kept as it is.
+
 The other BatchNorms are read by non-linear or shared consumers (the
-residual sums, the Res2Net sums ``x_i + y_{i-1}``, the squeeze-excitation
-product ``s(x) * x``, ``tanh`` in the attention) and stay.
+residual sums, the squeeze-excitation product ``s(x) * x``, ``tanh`` in
+the attention) and stay.
 
 The same rewrite removes what ONNX Runtime runs slowly in SpeechBrain's
 pooling: the global mean / std are ``repeat``-ed over time and
@@ -86,6 +96,103 @@ def _stats(x, weights, eps):
     mean = (weights * x).sum(2)
     d = x - mean.unsqueeze(2)
     return mean, (weights * d * d).sum(2)
+
+
+class _NoFold(Exception):
+    """A block whose BatchNorms cannot be folded exactly."""
+
+
+def _scaled_conv(block, a):
+    """A copy of ``block.conv`` (a ``TDNNBlock``'s) with its outputs scaled
+    by ``a > 0``, so that ``relu(conv'(x)) = a * relu(conv(x))``."""
+    if not isinstance(block.activation, torch.nn.ReLU):
+        raise _NoFold("activation is not a ReLU")
+    if not bool((a > 0).all()):
+        raise _NoFold("a BatchNorm scale is not positive")
+    conv = copy.deepcopy(block.conv)
+    inner = getattr(conv, "conv", conv)
+    with torch.no_grad():
+        inner.weight.mul_(a[:, None, None])
+        if inner.bias is None:
+            inner.bias = torch.nn.Parameter(torch.zeros_like(a))
+        inner.bias.mul_(a)
+    return conv
+
+
+def _shift_input(conv, shift):
+    """Adds to the bias of ``conv`` what a constant ``shift`` ``[in]`` added
+    to its input gives: ``sum_k W_k @ shift`` (exact for padding that
+    keeps constants: none, reflect, replicate, circular)."""
+    inner = getattr(conv, "conv", conv)
+    padding = getattr(conv, "padding_mode", inner.padding_mode)
+    if inner.kernel_size != (1,) and padding not in (
+        "reflect", "replicate", "circular",
+    ):  # fmt: skip
+        raise _NoFold(f"padding {padding!r} does not keep a constant")
+    if inner.groups != 1:
+        raise _NoFold("grouped convolution")
+    with torch.no_grad():
+        delta = inner.weight.sum(2) @ shift
+        if inner.bias is None:
+            inner.bias = torch.nn.Parameter(torch.zeros_like(delta))
+        inner.bias.add_(delta)
+
+
+class FoldedSERes2Net(torch.nn.Module):
+    """An ``SERes2NetBlock`` with the BatchNorms of ``tdnn1`` and of its
+    Res2Net blocks folded (module docstring); raises ``_NoFold`` where
+    that is not exact.
+
+    Arguments
+    ---------
+    block : speechbrain.lobes.models.ECAPA_TDNN.SERes2NetBlock
+        The block (eval mode); copied, not changed.
+    """
+
+    def __init__(self, block):
+        super().__init__()
+        res = block.res2net_block
+        self.scale = res.scale
+        a, b = batchnorm_affine(block.tdnn1.norm)
+        self.conv1 = _scaled_conv(block.tdnn1, a)
+        self.relu = torch.nn.ReLU()
+        b_in = b.chunk(self.scale)
+        shifts = [b_in[0]]  # the constant part of each y_i
+        self.convs = torch.nn.ModuleList()
+        for i, sub in enumerate(res.blocks, start=1):
+            a, c = batchnorm_affine(sub.norm)
+            conv = _scaled_conv(sub, a)
+            _shift_input(conv, b_in[i] + (shifts[-1] if i > 1 else 0))
+            self.convs.append(conv)
+            shifts.append(c)
+        self.tdnn2 = copy.deepcopy(block.tdnn2)
+        _shift_input(self.tdnn2.conv, torch.cat(shifts))
+        self.se_block = copy.deepcopy(block.se_block)
+        self.shortcut = copy.deepcopy(block.shortcut)
+
+    def forward(self, x, lengths=None):
+        """The block's output ``[batch, channels, time]``."""
+        residual = self.shortcut(x) if self.shortcut else x
+        y = []
+        r = self.relu(self.conv1(x))
+        for i, x_i in enumerate(torch.chunk(r, self.scale, dim=1)):
+            if i > 1:
+                x_i = x_i + y[-1]
+            y.append(x_i if i == 0 else self.relu(self.convs[i - 1](x_i)))
+        x = self.se_block(self.tdnn2(torch.cat(y, dim=1)), lengths)
+        return x + residual
+
+
+def _fold_block(block):
+    """``FoldedSERes2Net`` of ``block`` where exact, else ``block``."""
+    from speechbrain.lobes.models.ECAPA_TDNN import SERes2NetBlock
+
+    if not isinstance(block, SERes2NetBlock):
+        return block
+    try:
+        return FoldedSERes2Net(block)
+    except _NoFold:
+        return block
 
 
 class FoldedPooling(torch.nn.Module):
@@ -172,7 +279,9 @@ class FoldedECAPA(torch.nn.Module):
 
     def __init__(self, ecapa):
         super().__init__()
-        self.blocks = copy.deepcopy(ecapa.blocks)
+        self.blocks = torch.nn.ModuleList(
+            _fold_block(b) for b in copy.deepcopy(ecapa.blocks)
+        )
         self.pooling = FoldedPooling(ecapa)
 
     def forward(self, x, lengths=None):
