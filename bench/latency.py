@@ -25,6 +25,7 @@ student int8 / its float ONNX and / its ``encode_batch``.
 """
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -67,45 +68,36 @@ def prepare(label, folder, args, tmp):
 
 def measure(models, files, args, tmp):
     rows = []
-    for threads in args.threads:
-        for seconds in args.seconds:
-            for batch in args.batches:
-                wav = noise_signal(batch, seconds)
-                runners = {}
-                for label, folder in models.items():
-                    for runtime in RUNTIMES:
-                        source = files[label].get(runtime, folder)
-                        runners[(label, runtime)] = make_runner(
-                            runtime,
-                            source,
-                            threads,
-                            wav,
-                            savedir=os.path.join(tmp, f"sv_{label}"),
-                        )
-                t0 = time.perf_counter()
-                times = time_interleaved(
-                    runners,
-                    args.budget,
-                    args.min_runs,
-                    args.max_runs,
-                    interleave=threads == 1,
+    cells = itertools.product(args.threads, args.seconds, args.batches)
+    for threads, seconds, batch in cells:
+        wav = noise_signal(batch, seconds)
+        runners = {}
+        for label, folder in models.items():
+            for runtime in RUNTIMES:
+                source = files[label].get(runtime, folder)
+                runners[(label, runtime)] = make_runner(
+                    runtime,
+                    source,
+                    threads,
+                    wav,
+                    savedir=os.path.join(tmp, f"sv_{label}"),
                 )
-                for (label, runtime), values in times.items():
-                    rows.append(
-                        {
-                            "model": label,
-                            "runtime": runtime,
-                            "threads": threads,
-                            "seconds": seconds,
-                            "batch": batch,
-                            **summary(values, batch, seconds),
-                        }
-                    )
-                print(
-                    f"{threads} thread(s), {seconds:g} s, batch {batch}: "
-                    f"{time.perf_counter() - t0:.0f} s",
-                    flush=True,
-                )
+        t0 = time.perf_counter()
+        times = time_interleaved(
+            runners, args.budget, args.min_runs, args.max_runs,
+            interleave=threads == 1,
+        )  # fmt: skip
+        for (label, runtime), values in times.items():
+            rows.append(
+                dict(model=label, runtime=runtime, threads=threads,
+                     seconds=seconds, batch=batch,
+                     **summary(values, batch, seconds))
+            )  # fmt: skip
+        print(
+            f"{threads} thread(s), {seconds:g} s, batch {batch}: "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     return rows
 
 
