@@ -49,10 +49,11 @@ runners = {
     )
     for k, p in files.items()
 }
-outs = {
-    k: numpy.asarray(r()[0] if isinstance(r(), list) else r()).reshape(-1)
-    for k, r in runners.items()
-}
+outs = {}
+for k, r in runners.items():
+    out = r()  # one call: make_runner's ONNX runners return a list
+    outs[k] = numpy.asarray(out[0] if isinstance(out, list) else out)
+    outs[k] = outs[k].reshape(-1)
 for m in models:
     for kind in ("float", "int8"):
         a, b = outs[(m, "pool_fold", kind)], outs[(m, "res2net_fold", kind)]

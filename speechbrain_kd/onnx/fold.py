@@ -102,6 +102,16 @@ class _NoFold(Exception):
     """A block whose BatchNorms cannot be folded exactly."""
 
 
+def _bias(inner):
+    """The bias of the ``torch.nn.Conv1d`` ``inner``, zeros added if none."""
+    if inner.bias is None:
+        out = inner.weight.shape[0]
+        inner.bias = torch.nn.Parameter(
+            torch.zeros(out, dtype=inner.weight.dtype)
+        )
+    return inner.bias
+
+
 def _scaled_conv(block, a):
     """A copy of ``block.conv`` (a ``TDNNBlock``'s) with its outputs scaled
     by ``a > 0``, so that ``relu(conv'(x)) = a * relu(conv(x))``."""
@@ -113,9 +123,7 @@ def _scaled_conv(block, a):
     inner = getattr(conv, "conv", conv)
     with torch.no_grad():
         inner.weight.mul_(a[:, None, None])
-        if inner.bias is None:
-            inner.bias = torch.nn.Parameter(torch.zeros_like(a))
-        inner.bias.mul_(a)
+        _bias(inner).mul_(a)
     return conv
 
 
@@ -132,10 +140,7 @@ def _shift_input(conv, shift):
     if inner.groups != 1:
         raise _NoFold("grouped convolution")
     with torch.no_grad():
-        delta = inner.weight.sum(2) @ shift
-        if inner.bias is None:
-            inner.bias = torch.nn.Parameter(torch.zeros_like(delta))
-        inner.bias.add_(delta)
+        _bias(inner).add_(inner.weight.sum(2) @ shift)
 
 
 class FoldedSERes2Net(torch.nn.Module):
@@ -172,7 +177,7 @@ class FoldedSERes2Net(torch.nn.Module):
 
     def forward(self, x, lengths=None):
         """The block's output ``[batch, channels, time]``."""
-        residual = self.shortcut(x) if self.shortcut else x
+        residual = x if self.shortcut is None else self.shortcut(x)
         y = []
         r = self.relu(self.conv1(x))
         for i, x_i in enumerate(torch.chunk(r, self.scale, dim=1)):
