@@ -143,7 +143,7 @@ def block(spec, records):
         for r in spec["rows"]
         if r["model"] != "teacher" and r["path"] != base
     ]
-    pairs += spec["pairs"]  # fmt: skip
+    pairs = list(dict.fromkeys(pairs + spec["pairs"]))  # once each
     by_path = {r["path"]: r for r in spec["rows"] if r["model"] != "teacher"}
     base_spec = by_path.get(base, row(base))
     found = []

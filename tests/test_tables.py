@@ -75,3 +75,6 @@ def test_a_new_method_is_reported_without_a_rows_entry(tmp_path):
     block = results.read_text().split("<!-- so762-converged -->")[1]
     assert "\n| a new method | 1 | 12 |" in block
     assert "\n| a new method - no KD | 1 | +0.00 | +0.00 |" in block
+    names = [line.split(" | ")[0] for line in block.splitlines()]
+    differences = [n for n in names if " - " in n]
+    assert len(differences) == len(set(differences))  # each pair once
