@@ -363,7 +363,7 @@ def test_ml_level_keeps_the_student_and_the_randomness():
 
 
 def test_command_line_overrides_reach_the_fragments():
-    """--channels of the recipe sizes the student of
+    """--channels and --res2net_scale of the recipe shape the student of
     hparams/students/ecapa.yaml; --tau_schedule="{...}" merges into the
     curriculum of hparams/methods/tau_curriculum.yaml; --method="{...}"
     into the method's settings."""
@@ -371,11 +371,21 @@ def test_command_line_overrides_reach_the_fragments():
         "trkd",
         {
             "channels": 32,
+            "res2net_scale": 4,
             "tau_schedule": {"end_at": 0.5, "end": 0.2},
             "method": {"lambda_conf": 2.0},
         },
     )
     assert hp["embedding_model"].blocks[0].conv.conv.out_channels == 32
+    res2net = hp["embedding_model"].blocks[1].res2net_block
+    assert (res2net.scale, len(res2net.blocks)) == (4, 3)
+    from speechbrain_kd.export import model_yaml
+
+    published = model_yaml(  # the published folder's hyperparams.yaml
+        str(RECIPE / "hparams" / "trkd.yaml"),
+        {"data_folder": "unused", "res2net_scale": 4},
+    )
+    assert "\n  res2net_scale: 4\n" in published
     assert hp["modules"]["embedding_model"] is hp["embedding_model"]
     recoverables = hp["checkpointer"].recoverables
     assert recoverables["embedding_model"] is hp["embedding_model"]
