@@ -30,12 +30,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy
 import torch
 
-from speechbrain_kd.onnx.latency import op_profile
+from speechbrain_kd.onnx.latency import op_profile, time_interleaved
 from speechbrain_kd.onnx.latency_report import sizes_mb
 
 
@@ -170,14 +169,9 @@ def main(argv=None):
         for name in ("student", "teacher")
         for k, run in result[name].pop("runners").items()
     }
-    times = {key: [] for key in runners}
-    with torch.inference_mode():
-        for i in range(args.warmup + args.runs):
-            for key, run in runners.items():
-                t0 = time.perf_counter()
-                run()
-                if i >= args.warmup:
-                    times[key].append(time.perf_counter() - t0)
+    with torch.inference_mode():  # exactly --runs timed calls each
+        times = time_interleaved(runners, 0.0, args.runs, args.runs,
+                                 args.warmup)  # fmt: skip
     for (name, k), values in times.items():
         result[name].setdefault("ms_per_3s", {})[k] = round(
             1000 * statistics.median(values), 2
